@@ -1,0 +1,44 @@
+# ucdir — every target installs what is missing first (.venv is a prerequisite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install format lint test test-fast test-gpu stats demo bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install ucdir (editable, with dev tools) under constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip setuptools wheel
+	$(VENV)/bin/pip install -c constraints.txt -e ".[dev]"
+	touch $@
+
+format: $(STAMP) ## format and auto-fix with ruff
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
+
+lint: $(STAMP) ## ruff lint + format check, mypy on src/
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+test: $(STAMP) ## the whole CPU test suite, slow tests included (the README's test command)
+	$(PY) -m pytest
+
+test-fast: $(STAMP) ## the inner loop: skip tests marked slow
+	$(PY) -m pytest -m "not slow"
+
+test-gpu: $(STAMP) ## only the tests that need CUDA
+	$(PY) -m pytest -m gpu
+
+stats: $(STAMP) ## parameter counts and MACs of the default model at 128² (JSON)
+	$(PY) -m ucdir.stats input_size=128
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

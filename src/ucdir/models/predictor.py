@@ -1,0 +1,79 @@
+"""The initial predictor u: the SID ("Learning to See in the Dark") UNet."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ucdir.models.layers import pad_to_multiple
+
+_WIDTHS = (32, 64, 128, 256, 512)
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.LeakyReLU(0.2),
+    )
+
+
+class InitialPredictor(nn.Module):
+    """Lightweight UNet predicting the deterministic part x_init = u(lq) of the restoration.
+
+    Widths 32-64-128-256-512, two 3×3 convs with LeakyReLU(0.2) per level, 2×2 max-pool down,
+    2×2 transposed-conv up with skip concatenation, 1×1 output conv; no output activation and no
+    global residual (as the official code). 7,760,163 parameters for RGB -> RGB.
+
+    Args:
+        in_channels: 3 for RGB input; 4 for packed Bayer raw at half resolution, in which case the
+            last conv emits 12 channels and a ×2 pixel shuffle returns full-resolution RGB.
+        out_channels: output colour channels (3).
+    """
+
+    stride = 16
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3) -> None:
+        super().__init__()
+        if in_channels not in (3, 4):
+            raise ValueError(f"in_channels must be 3 (RGB) or 4 (packed raw), got {in_channels!r}")
+        if out_channels < 1:
+            raise ValueError(f"out_channels must be positive, got {out_channels!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.upscale = 2 if in_channels == 4 else 1
+        w = _WIDTHS
+        self.down = nn.ModuleList(
+            [_double_conv(cin, cout) for cin, cout in zip((in_channels, *w[:-1]), w, strict=True)]
+        )
+        self.up = nn.ModuleList(
+            [nn.ConvTranspose2d(w[i], w[i - 1], 2, stride=2) for i in (4, 3, 2, 1)]
+        )
+        self.dec = nn.ModuleList([_double_conv(2 * w[i - 1], w[i - 1]) for i in (4, 3, 2, 1)])
+        self.out = nn.Conv2d(w[0], out_channels * self.upscale**2, 1)
+
+    def forward(self, lq: Tensor) -> Tensor:
+        """(B, in_channels, H, W) -> (B, out_channels, H·s, W·s), s = 2 for packed raw else 1.
+
+        Any H, W: padded to a multiple of 16 and cropped back.
+        """
+        if lq.ndim != 4 or lq.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected (B, {self.in_channels}, H, W) input, got shape {tuple(lq.shape)}"
+            )
+        h, w = lq.shape[-2:]
+        x = pad_to_multiple(lq, self.stride)
+        skips = []
+        for i, block in enumerate(self.down):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec, strict=True):
+            x = dec(torch.cat([up(x), skips.pop()], dim=1))
+        x = self.out(x)
+        if self.upscale > 1:
+            x = F.pixel_shuffle(x, self.upscale)
+        return x[..., : h * self.upscale, : w * self.upscale]

@@ -1,0 +1,27 @@
+"""Types shared across the package: the conditioning bundle and the noise-predictor interface."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch import Tensor
+
+
+class Cond(NamedTuple):
+    """Spatial and scalar conditioning of one diffusion step; `PatchSplit` crops every field alike.
+
+    Attributes:
+        lq: (B, C_lq, H, W) degraded input in [0, 1].
+        x_init: (B, 3, H, W) initial prediction u(lq) in [0, 1]; the default AKG guide.
+        scalars: (B, K) auxiliary scalars (JPEG quality, exposure ratio, ...), each normalised
+            by its task to about [0, 1]; None when the model uses none.
+    """
+
+    lq: Tensor
+    x_init: Tensor
+    scalars: Tensor | None = None
+
+
+EpsFn = Callable[[Tensor, Tensor, Cond], Tensor]
+"""(x_t (B, C, H, W) in [-1, 1]-ish, gamma (B,), cond) -> eps shaped like x_t."""
