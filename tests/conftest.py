@@ -28,3 +28,25 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def compose(config_name: str, overrides: list[str]):  # noqa: ANN201
+    """A real config from configs/ (as the CLI would build it), composed without running it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.fixture
+def train_cfg(tmp_path: Path):  # noqa: ANN201
+    """Factory: the train config with the tiny debug setup, writing under tmp_path."""
+
+    def make(*overrides: str):  # noqa: ANN202
+        return compose(
+            "train",
+            ["debug=tiny", f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}", *overrides],
+        )
+
+    return make

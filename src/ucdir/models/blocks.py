@@ -126,7 +126,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).view(b, 3, 1, c, h * w).transpose(-1, -2).unbind(1)
+        # contiguous (B, 1, HW, C) q, k, v: strided views make SDPA fall back to the math kernel,
+        # which materialises the HW × HW score matrix (GBs at 1/8 of a 1024² tile)
+        qkv = self.qkv(self.norm(x)).view(b, 3, 1, c, h * w).transpose(-1, -2).contiguous()
+        q, k, v = qkv.unbind(1)
         y = F.scaled_dot_product_attention(q, k, v)  # (B, 1, HW, C)
         return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
 

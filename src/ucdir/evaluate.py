@@ -1,0 +1,243 @@
+"""`python -m ucdir.evaluate mode=score restored=<folder> gt=<folder> [metrics=[psnr,ssim]]`.
+
+Scores a folder of restored images against a folder of ground truth under the paper's protocol
+(`ucdir.metrics.Metrics`), pairing files by name without extension (`0001.png` ↔ `0001.jpg`).
+Prints the results table as Markdown on stdout and writes, into the run directory
+(`${hydra:runtime.output_dir}`, by default `outputs/evaluate/<date>_<time>`):
+
+- `results.md`, `results.csv`: one row for the method (`name=`, default: the restored folder's
+  name), columns LPIPS, NIQE, FID, KID (×10³), PSNR, SSIM as in the paper's tables;
+- `per_image.csv`: the per-image values;
+- `protocol.json`: how each metric was computed, versions, and the metrics that were skipped.
+
+A metric whose weights file (or package) is missing is skipped with a warning naming the file and
+where to put it (`on_missing=skip`, the default here); the others are still computed and written,
+and the note is repeated under the table in `results.md`. `protocol.on_missing=raise` stops before
+scoring anything instead. `mode` selects what is evaluated; this version has one mode, `score`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from ucdir.metrics import (
+    Metrics,
+    MetricUnavailableError,
+    results_markdown,
+    results_row,
+    write_results,
+)
+
+log = logging.getLogger(__name__)
+
+MODES = ("score",)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class FolderScores(NamedTuple):
+    """What `score_folders` returns.
+
+    Attributes:
+        rows: the results-table rows (one: the scored method).
+        per_image: one row per image pair.
+        protocol: the metrics' protocol plus the folders and the pairing rule.
+    """
+
+    rows: list[dict[str, Any]]
+    per_image: list[dict[str, Any]]
+    protocol: dict[str, Any]
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> dict[str, Path]:
+    """Image files of a folder by key = path relative to it, without extension.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist.
+        ValueError: if two files share a key (`a.png` and `a.jpg`).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
+    images: dict[str, Path] = {}
+    for path in files:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        key = path.relative_to(root).with_suffix("").as_posix()
+        if key in images:
+            raise ValueError(f"two images in {root} have the name {key!r}: {images[key]}, {path}")
+        images[key] = path
+    return images
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            return width, height
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def pair_images(
+    restored_dir: str | Path, gt_dir: str | Path, recursive: bool = False
+) -> list[tuple[str, Path, Path]]:
+    """(name, restored path, gt path) for every image name present in both folders.
+
+    Raises:
+        ValueError: listing every unmatched file on either side, and every pair whose sizes differ.
+    """
+    restored, gt = list_images(restored_dir, recursive), list_images(gt_dir, recursive)
+    problems = []
+    if only_restored := sorted(restored.keys() - gt.keys()):
+        problems.append(f"no ground truth in {gt_dir} for: {', '.join(only_restored)}")
+    if only_gt := sorted(gt.keys() - restored.keys()):
+        problems.append(f"no restored image in {restored_dir} for: {', '.join(only_gt)}")
+    names = sorted(restored.keys() & gt.keys())
+    if not names and not problems:
+        problems.append(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {restored_dir}")
+    for name in names:
+        rs, gs = _image_size(restored[name]), _image_size(gt[name])
+        if rs != gs:
+            problems.append(
+                f"size mismatch for {name}: restored {rs[0]}×{rs[1]}, gt {gs[0]}×{gs[1]}"
+            )
+    if problems:
+        raise ValueError("cannot pair the folders:\n" + "\n".join(problems))
+    return [(name, restored[name], gt[name]) for name in names]
+
+
+def read_image(path: str | Path) -> Tensor:
+    """An image file as (3, H, W) float32 RGB in [0, 1].
+
+    8-bit images are divided by 255, 16-bit grey ones by 65535; grey and palette images become
+    RGB. An alpha channel is dropped only when it is fully opaque.
+
+    Raises:
+        ValueError: for an unreadable or truncated file, or a transparent image.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                grey = np.asarray(im, dtype=np.float32) / 65535.0
+                return torch.from_numpy(grey).clamp(0, 1).expand(3, -1, -1).contiguous()
+            if "A" in im.getbands() and np.asarray(im.getchannel("A")).min() < 255:
+                raise ValueError(f"{path} has transparent pixels; save it without alpha")
+            rgb = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def score_folders(
+    restored_dir: str | Path,
+    gt_dir: str | Path,
+    metrics: Metrics,
+    *,
+    name: str | None = None,
+    recursive: bool = False,
+    device: str | torch.device = "cpu",
+) -> FolderScores:
+    """Scores every restored image against the ground-truth image of the same name.
+
+    Args:
+        restored_dir: folder of restored images (any method's outputs).
+        gt_dir: folder of ground-truth images.
+        metrics: the scorer; reset first, then fed one pair at a time (sizes may differ).
+        name: the method's name in the table; the restored folder's name when None.
+        recursive: also pair images in sub-folders (by relative path).
+        device: where the metric networks run.
+
+    Returns:
+        The table row, the per-image rows and the protocol.
+    """
+    pairs = pair_images(restored_dir, gt_dir, recursive)
+    metrics.reset()
+    metrics.to(device)
+    for i, (key, restored_path, gt_path) in enumerate(pairs, 1):
+        restored, gt = (read_image(p).unsqueeze(0).to(device) for p in (restored_path, gt_path))
+        metrics.update(restored, gt, names=[key])
+        if i % 50 == 0 or i == len(pairs):
+            log.info("scored %d/%d images", i, len(pairs))
+    result = metrics.compute()
+    method = name or Path(restored_dir).resolve().name
+    protocol = {
+        "protocol": "UCDIR paper §4.2 (official eval1.py), see ucdir.metrics",
+        "restored": str(Path(restored_dir).resolve()),
+        "gt": str(Path(gt_dir).resolve()),
+        "pairing": "by file name without extension" + (", recursive" if recursive else ""),
+        "pairs": len(pairs),
+        **metrics.protocol(),
+    }
+    return FolderScores([results_row(method, result)], result.per_image, protocol)
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _check_output_dir(out_dir: Path, inputs: Sequence[str | Path]) -> None:
+    for folder in inputs:
+        if out_dir.resolve() == Path(folder).resolve():
+            raise ValueError(f"the run directory {out_dir} is an input folder; choose another one")
+
+
+def score_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
+    """`mode=score`: scores `cfg.restored` against `cfg.gt` and writes the results files."""
+    for key in ("restored", "gt"):
+        if cfg.get(key) is None:
+            raise ValueError(f"mode=score needs {key}=<folder>")
+    _check_output_dir(out_dir, [cfg.restored, cfg.gt])
+    try:
+        metrics: Metrics = instantiate(cfg.protocol)
+    except InstantiationException as err:
+        # Surface the scorer's own message (a missing weights file, a bad option), not Hydra's.
+        if isinstance(err.__cause__, MetricUnavailableError | ValueError):
+            raise err.__cause__ from None
+        raise
+    scores = score_folders(
+        cfg.restored,
+        cfg.gt,
+        metrics,
+        name=cfg.name,
+        recursive=cfg.recursive,
+        device=_resolve_device(cfg.device),
+    )
+    write_results(scores.rows, out_dir, scores.protocol, scores.per_image)
+    return scores
+
+
+def run(cfg: DictConfig, out_dir: Path) -> FolderScores:
+    """Runs the mode `cfg.mode` selects, writing its files into `out_dir`."""
+    if cfg.mode == "score":
+        return score_mode(cfg, out_dir)
+    raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+
+
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    scores = run(cfg, out_dir)
+    sys.stdout.write(results_markdown(scores.rows, scores.protocol))
+    log.info("results written to %s", out_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+
+from tests.data.conftest import check_batch, compose_task, datamodule, one_training_step
+from ucdir.data.blind import BlindDataModule
+from ucdir.data.degradations import SecondOrderDegradation
+
+SMALL = ("data.crop=32", "data.eval_crop=32", "data.val_count=2", "data.batch_size=2",
+         "data.num_workers=0", "data.pin_memory=false")  # fmt: skip
+
+
+def test_config_holds_the_real_esrgan_defaults() -> None:
+    cfg = compose_task("blind")
+    assert instantiate(cfg.data.degradation) == SecondOrderDegradation()
+
+
+def test_validation_degradations_are_fixed_training_ones_fresh(clean_folder: Path) -> None:
+    scalars = "task.aux_scalars=[blur_sigma,scale,noise_sigma,quality]"
+    dm = datamodule("blind", f"data.root={clean_folder}", *SMALL, scalars)
+    assert isinstance(dm, BlindDataModule)
+    dm.setup("fit")
+    val = next(iter(dm.val_dataloader()))
+    check_batch(val, (2, 3, 32, 32), (2, 3, 32, 32), 4)
+    other = datamodule("blind", f"data.root={clean_folder}", *SMALL, scalars)
+    other.setup("validate")
+    again = next(iter(other.val_dataloader()))
+    assert torch.equal(val.lq, again.lq) and torch.equal(val.scalars, again.scalars)
+    train = dm.data_train
+    assert train is not None
+    first, second = train[0], train[0]
+    assert not torch.equal(first.lq, second.lq)  # a new crop and degradation at every visit
+
+
+def test_one_training_step(clean_folder: Path) -> None:
+    one_training_step(datamodule("blind", f"data.root={clean_folder}", *SMALL))

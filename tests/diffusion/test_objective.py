@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from ucdir.diffusion.objective import RegressionObjective, ResidualObjective, make_cond
+from ucdir.diffusion.schedules import LinearSchedule, gammas
+from ucdir.models import ConditionalUNet, InitialPredictor
+
+TINY = dict(width=16, mults=(1, 2, 2), attn_levels=(2,), kernels=4)
+
+
+def test_gamma_is_drawn_per_sample_between_adjacent_levels() -> None:
+    schedule = LinearSchedule(20, 1e-4, 0.3)
+    objective = ResidualObjective(schedule)
+    g = objective.sample_gamma(4000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    levels = gammas(schedule).float()
+    assert g.shape == (4000,) and float(g.min()) >= float(levels[-1]) and float(g.max()) <= 1
+    # equal mass per schedule interval
+    idx = torch.bucketize(-g, -levels.flip(0).flip(0))
+    counts = torch.bincount(idx, minlength=21)[1:]
+    assert counts.min() > 120 and counts.max() < 280
+    assert len(set(g[:8].tolist())) == 8  # not one level for the whole batch
+
+
+def overfit(objective, steps: int = 40) -> list[float]:
+    torch.manual_seed(0)
+    predictor, denoiser = InitialPredictor(), ConditionalUNet(**TINY)
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(4, 3, 32, 32, generator=g)
+    lq = (gt + 0.2 * torch.randn(4, 3, 32, 32, generator=g)).clamp(0, 1)
+    params = [*predictor.parameters(), *denoiser.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        loss = objective(predictor, denoiser, lq, gt, None, torch.Generator().manual_seed(1)).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        ResidualObjective(LinearSchedule()),
+        ResidualObjective(LinearSchedule(), "l2", 0.5),
+        RegressionObjective(),
+    ],
+    ids=["residual-l1", "residual-l2-aux", "regression"],
+)
+def test_loss_decreases_when_overfitting_one_batch(objective) -> None:
+    losses = overfit(objective)
+    assert losses[-1] < 0.6 * losses[0], losses[::8]
+
+
+def test_predictor_is_trained_through_the_diffusion_loss() -> None:
+    predictor, denoiser = InitialPredictor(), ConditionalUNet(**TINY)
+    loss = ResidualObjective(LinearSchedule())(
+        predictor, denoiser, torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    ).loss
+    loss.backward()
+    assert all(p.grad is not None for p in predictor.parameters())
+
+
+def test_make_cond_upsamples_packed_raw_and_drops_empty_scalars() -> None:
+    cond = make_cond(torch.rand(2, 4, 8, 10), torch.rand(2, 3, 16, 20), torch.zeros(2, 0))
+    assert cond.lq.shape == (2, 4, 16, 20) and cond.scalars is None
+
+
+def test_bad_objective_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="loss"):
+        ResidualObjective(LinearSchedule(), "huber")  # type: ignore[arg-type]

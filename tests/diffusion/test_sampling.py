@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from tests.diffusion.helpers import load_sampler, make_cond, options, oracle
+from ucdir.diffusion.sampling import RegressionSampler, Sampler
+
+SAMPLERS = [s for s in options("sampler") if s != "regression"]
+SCHEDULES = options("schedule")
+CASES = [(s, k) for s in SAMPLERS for k in SCHEDULES]
+
+
+def test_every_sampler_and_schedule_is_found() -> None:
+    assert {"ddpm", "ddim", "dpmpp", "unipc"} <= set(SAMPLERS)
+    assert {"linear_train", "linear_eval", "cosine"} <= set(SCHEDULES)
+
+
+@pytest.mark.parametrize("sampler_name,schedule", CASES)
+def test_sampler_contract(sampler_name: str, schedule: str) -> None:
+    sampler: Sampler = load_sampler(sampler_name, schedule, steps=10)
+    cond = make_cond(2)
+    r0 = torch.rand(2, 3, 24, 40, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+    calls = []
+
+    def counted(x, g, c):
+        calls.append(1)
+        return oracle(r0)(x, g, c)
+
+    def run(seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        x_T = sampler.initial_noise(tuple(r0.shape), r0, gen)
+        return sampler(counted, x_T, cond, generator=gen)
+
+    out = run(0)
+    assert out.shape == r0.shape
+    assert len(calls) == 10  # one network call per step (all these samplers are single-call)
+    # an oracle that knows r0 makes every sampler return r0 (tolerance 1e-3 in [-1, 1] scale)
+    torch.testing.assert_close(out, r0, atol=1e-3, rtol=0)
+    torch.testing.assert_close(run(0), run(0), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("sampler_name", SAMPLERS)
+def test_same_generator_same_output_with_a_network(sampler_name: str) -> None:
+    """With a non-oracle predictor the output depends on the noise only through the generator."""
+    sampler = load_sampler(sampler_name, steps=5)
+    cond = make_cond(1)
+
+    def eps_fn(x, g, c):
+        return 0.7 * x + 0.1 * c.lq
+
+    def run(seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return sampler(
+            eps_fn, sampler.initial_noise((1, 3, 24, 40), cond.lq, gen), cond, generator=gen
+        )
+
+    torch.testing.assert_close(run(3), run(3), atol=0, rtol=0)
+    assert not torch.equal(run(3), run(4))
+
+
+def test_ddpm_is_the_official_sampler() -> None:
+    sampler = load_sampler("ddpm")
+    assert sampler.steps == 50 and sampler.clip_residual == 1.0
+    assert sampler.schedule.num_steps == 50 and sampler.schedule.beta_end == 0.4
+    assert sampler.name == "DDPMScheduler"
+
+
+def test_residual_is_clamped() -> None:
+    sampler = load_sampler("ddim", steps=5)
+    cond = make_cond(1)
+    r0 = torch.full((1, 3, 24, 40), 1.7)
+    out = sampler(oracle(r0), torch.randn(1, 3, 24, 40), cond)
+    assert float(out.max()) <= 1.0 + 1e-3
+
+
+def test_callback_sees_every_step() -> None:
+    sampler = load_sampler("dpmpp", steps=4)
+    seen = []
+    sampler(
+        oracle(torch.zeros(1, 3, 8, 8)),
+        torch.randn(1, 3, 8, 8),
+        make_cond(1, 8, 8),
+        callback=lambda i, x: seen.append((i, x.shape)),
+    )
+    assert [i for i, _ in seen] == [0, 1, 2, 3]
+
+
+def test_too_many_steps_raise() -> None:
+    sampler = load_sampler("ddpm")
+    with pytest.raises(ValueError, match="steps must be in 1..50"):
+        Sampler(sampler.scheduler, sampler.schedule, steps=51)
+
+
+def test_regression_sampler_is_one_call_at_gamma_one() -> None:
+    seen = []
+
+    def eps_fn(x, g, c):
+        seen.append((float(x.abs().max()), g.tolist()))
+        return c.lq
+
+    cond = make_cond(2)
+    out = RegressionSampler()(eps_fn, torch.randn(2, 3, 24, 40), cond)
+    torch.testing.assert_close(out, cond.lq)
+    assert seen == [(0.0, [1.0, 1.0])]

@@ -1,0 +1,132 @@
+"""Offline weights: lookup order, the missing-file error, LPIPS and pyiqa-NIQE built from files."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+import torchvision
+
+import ucdir.metrics.collection as collection
+from tests.metrics.conftest import REAL_HUB_DIR, random_images
+from ucdir.metrics import Metrics, MetricUnavailableError, MissingWeightsError
+from ucdir.metrics.niqe import pristine_model
+from ucdir.metrics.pretrained import build_inception, build_lpips, build_pyiqa_niqe
+from ucdir.metrics.weights import ALEXNET, INCEPTION, PYIQA_NIQE, find_weights
+
+
+def test_missing_file_error_names_file_source_and_directory() -> None:
+    with pytest.raises(MissingWeightsError) as info:
+        find_weights(ALEXNET)
+    message = str(info.value)
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    assert "alexnet-owt-7be5be79.pth" in message
+    assert ALEXNET.url in message and "7be5be79" in message
+    assert str(cache / ALEXNET.name) in message  # exactly where to put it
+    assert "UCDIR_WEIGHTS_DIR" in message
+    assert info.value.searched == [cache]
+
+
+def test_weights_dir_env_is_searched_first_and_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UCDIR_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(MissingWeightsError) as info:
+        find_weights(INCEPTION)
+    assert str(tmp_path / INCEPTION.name) in str(info.value)
+    assert info.value.searched[0] == tmp_path
+    (tmp_path / INCEPTION.name).write_bytes(b"")
+    assert find_weights(INCEPTION) == tmp_path / INCEPTION.name
+
+
+def test_weightless_metrics_look_nothing_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail() -> None:
+        raise AssertionError("a weights file was looked up")
+
+    for builder in ("build_lpips", "build_inception", "build_pyiqa_niqe"):
+        monkeypatch.setattr(collection, builder, fail)
+    metrics = Metrics(["psnr", "ssim", "ssim3d", "niqe"])
+    metrics.update(random_images(1, 200, 200), random_images(1, 200, 200, seed=1))
+    assert set(metrics.compute().aggregate) == {"images", "psnr", "ssim", "ssim3d", "niqe"}
+
+
+def test_missing_weights_raise_or_skip_and_the_rest_is_computed() -> None:
+    with pytest.raises(MetricUnavailableError, match=r"alexnet-owt-7be5be79\.pth") as info:
+        Metrics(["psnr", "lpips", "fid"])
+    assert "fid" in str(info.value)
+    metrics = Metrics(["psnr", "lpips", "fid", "kid"], on_missing="skip")
+    assert metrics.names == ["psnr"]
+    assert set(metrics.skipped) == {"lpips", "fid", "kid"}
+    assert "alexnet-owt-7be5be79.pth" in metrics.skipped["lpips"]
+    assert "weights-inception-2015-12-05-6726825d.pth" in metrics.skipped["fid"]
+    gt = random_images(1, 64, 64)
+    metrics.update(gt, gt)
+    result = metrics.compute()
+    assert result.aggregate["psnr"] > 40 and result.skipped == metrics.skipped
+    assert metrics.protocol()["skipped"] == metrics.skipped
+
+
+def test_fid_without_torch_fidelity_names_the_requirement() -> None:
+    if importlib.util.find_spec("torch_fidelity") is not None:
+        pytest.skip("torch-fidelity is installed")
+    with pytest.raises(MetricUnavailableError, match="pip install 'torch-fidelity"):
+        build_inception()
+
+
+@pytest.fixture
+def random_alexnet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A (randomly initialised) torchvision AlexNet file under the expected name."""
+    monkeypatch.setenv("UCDIR_WEIGHTS_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / ALEXNET.name)
+    return tmp_path / ALEXNET.name
+
+
+def test_lpips_is_built_from_local_files(random_alexnet: Path) -> None:
+    lpips_alex = build_lpips()
+    trunk = torch.load(random_alexnet, weights_only=True)
+    assert torch.equal(
+        lpips_alex.net.net.state_dict()["slice2.3.weight"], trunk["features.3.weight"]
+    )
+    import lpips
+
+    wheel = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    linear = torch.load(wheel, map_location="cpu", weights_only=True)
+    assert torch.equal(lpips_alex.net.lin0.model[1].weight, linear["lin0.model.1.weight"])
+    gt = random_images(2, 64, 64)
+    assert torch.allclose(lpips_alex(gt, gt), torch.zeros(2), atol=1e-6)
+    assert (lpips_alex(random_images(2, 64, 64, seed=5), gt) > 0).all()
+
+
+@pytest.mark.skipif(
+    not (REAL_HUB_DIR / "checkpoints" / ALEXNET.name).is_file(),
+    reason=f"{ALEXNET.name} is not in the local torch hub cache",
+)
+def test_lpips_with_the_real_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UCDIR_WEIGHTS_DIR", str(REAL_HUB_DIR / "checkpoints"))
+    metrics = Metrics(["lpips"])
+    gt = random_images(1, 128, 128)
+    noisy = (gt + 0.1 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0))).clamp(
+        0, 1
+    )
+    metrics.update(gt, gt)
+    metrics.update(noisy, gt)
+    rows = metrics.compute().per_image
+    assert rows[0]["lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.01 < rows[1]["lpips"] < 1.0  # type: ignore[operator]
+
+
+def test_pyiqa_niqe_is_built_from_a_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UCDIR_WEIGHTS_DIR", str(tmp_path))
+    model = pristine_model()
+    scipy.io.savemat(
+        tmp_path / PYIQA_NIQE.name, {"mu_prisparam": model.mu[None], "cov_prisparam": model.cov}
+    )
+    scores = build_pyiqa_niqe()(random_images(2, 192, 192))
+    assert scores.shape == (2,) and np.isfinite(scores.numpy()).all()
