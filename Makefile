@@ -37,6 +37,9 @@ test-fast: $(STAMP) ## the inner loop: skip tests marked slow
 test-gpu: $(STAMP) ## only the tests that need CUDA
 	$(PY) -m pytest -m gpu
 
+demo: $(STAMP) ## the main job: train the demo model on the embedded samples (CPU, minutes), restore, report
+	$(PY) -m ucdir.demo
+
 stats: $(STAMP) ## parameter counts and MACs of the default model at 128² (JSON)
 	$(PY) -m ucdir.stats input_size=128
 

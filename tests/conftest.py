@@ -30,7 +30,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def compose(config_name: str, overrides: list[str]):  # noqa: ANN201
+def compose(config_name: str, overrides: list[str]):
     """A real config from configs/ (as the CLI would build it), composed without running it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -40,10 +40,10 @@ def compose(config_name: str, overrides: list[str]):  # noqa: ANN201
 
 
 @pytest.fixture
-def train_cfg(tmp_path: Path):  # noqa: ANN201
+def train_cfg(tmp_path: Path):
     """Factory: the train config with the tiny debug setup, writing under tmp_path."""
 
-    def make(*overrides: str):  # noqa: ANN202
+    def make(*overrides: str):
         return compose(
             "train",
             ["debug=tiny", f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}", *overrides],

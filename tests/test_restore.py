@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -33,7 +35,7 @@ def test_guidance_moves_the_result_toward_x_init_monotonically() -> None:
             guidance=scale,
         )
         scores.append(psnr(out.restored, out.x_init))
-    assert all(b > a for a, b in zip(scores, scores[1:])), scores
+    assert all(b > a for a, b in itertools.pairwise(scores)), scores
     with pytest.raises(ValueError, match="guidance"):
         restore(lq, torch.nn.Identity(), eps_fn, sampler, guidance=-1.0)
 
@@ -53,7 +55,7 @@ def test_restore_returns_images_in_range_and_sample_statistics() -> None:
     )
     for t in (out.restored, out.x_init, out.mean, out.std):
         assert t is not None and t.shape == lq.shape
-    assert 0 <= float(out.restored.min()) and float(out.restored.max()) <= 1
+    assert float(out.restored.min()) >= 0 and float(out.restored.max()) <= 1
     assert float(out.std.mean()) > 0  # type: ignore[union-attr]
     one = restore(lq, InitialPredictor().eval(), net, load_sampler("ddim", steps=3))
     assert one.mean is None and one.std is None

@@ -44,7 +44,7 @@ from ucdir.metrics import (
 
 log = logging.getLogger(__name__)
 
-MODES = ("score",)
+MODES = ("auto", "score", "model")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -205,13 +205,7 @@ def score_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
         if cfg.get(key) is None:
             raise ValueError(f"mode=score needs {key}=<folder>")
     _check_output_dir(out_dir, [cfg.restored, cfg.gt])
-    try:
-        metrics: Metrics = instantiate(cfg.protocol)
-    except InstantiationException as err:
-        # Surface the scorer's own message (a missing weights file, a bad option), not Hydra's.
-        if isinstance(err.__cause__, MetricUnavailableError | ValueError):
-            raise err.__cause__ from None
-        raise
+    metrics = _metrics(cfg)
     scores = score_folders(
         cfg.restored,
         cfg.gt,
@@ -224,10 +218,78 @@ def score_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     return scores
 
 
+def _metrics(cfg: DictConfig) -> Metrics:
+    try:
+        return instantiate(cfg.protocol)
+    except InstantiationException as err:
+        # Surface the scorer's own message (a missing weights file, a bad option), not Hydra's.
+        if isinstance(err.__cause__, MetricUnavailableError | ValueError):
+            raise err.__cause__ from None
+        raise
+
+
+def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
+    """`mode=model`: restores the task's test split with a checkpoint and scores it.
+
+    The restored images are written to `<run dir>/restored/` (with `save_images=true`), so the
+    same numbers can be recomputed later with `mode=score`.
+    """
+    from ucdir.restore import restore
+    from ucdir.restore.cli import load_networks, write_png
+
+    if not cfg.get("ckpt_path"):
+        raise ValueError("mode=model needs ckpt_path=<checkpoint of a ucdir training run>")
+    device = torch.device(_resolve_device(cfg.device))
+    predictor, denoiser, _ = load_networks(cfg.ckpt_path, device)
+    sampler = instantiate(cfg.sampler)
+    patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("test")
+    metrics = _metrics(cfg).to(device)
+    metrics.reset()
+    saved = out_dir / "restored"
+    if cfg.save_images:
+        saved.mkdir(parents=True, exist_ok=True)
+    seen = 0
+    for batch in datamodule.test_dataloader():
+        lq, gt, scalars = (t.to(device) for t in batch)
+        generator = torch.Generator(device=device).manual_seed(int(cfg.seed) + seen)
+        out = restore(lq, predictor, denoiser, sampler, patch, generator, scalars=scalars)
+        names = [f"{seen + i:05d}" for i in range(gt.shape[0])]
+        metrics.update(out.restored, gt, names=names)
+        if cfg.save_images:
+            for name, image in zip(names, out.restored, strict=True):
+                write_png(image, saved / f"{name}.png")
+        seen += gt.shape[0]
+        log.info("restored and scored %d images", seen)
+        if cfg.limit is not None and seen >= int(cfg.limit):
+            break
+    result = metrics.compute()
+    protocol = {
+        "protocol": "UCDIR paper §4.2 (official eval1.py), see ucdir.metrics",
+        "checkpoint": str(cfg.ckpt_path),
+        "task": cfg.task.name,
+        "sampler": f"{getattr(sampler, 'name', type(sampler).__name__)}, {sampler.steps} steps",
+        "patch": None if patch is None else repr(patch),
+        "images": seen,
+        **metrics.protocol(),
+    }
+    name = cfg.name or f"{cfg.task.name}:{Path(str(cfg.ckpt_path)).stem}"
+    scores = FolderScores([results_row(name, result)], result.per_image, protocol)
+    write_results(scores.rows, out_dir, scores.protocol, scores.per_image)
+    return scores
+
+
 def run(cfg: DictConfig, out_dir: Path) -> FolderScores:
-    """Runs the mode `cfg.mode` selects, writing its files into `out_dir`."""
-    if cfg.mode == "score":
+    """Runs the mode `cfg.mode` selects ("auto": model with a ckpt_path, else score), writing
+    its files into `out_dir`."""
+    mode = cfg.mode
+    if mode == "auto":
+        mode = "model" if cfg.get("ckpt_path") else "score"
+    if mode == "score":
         return score_mode(cfg, out_dir)
+    if mode == "model":
+        return model_mode(cfg, out_dir)
     raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
 
 

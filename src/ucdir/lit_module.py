@@ -65,8 +65,9 @@ class UCDIRLitModule(L.LightningModule):
         out = self.objective(self.predictor, self.denoiser, batch.lq, batch.gt, batch.scalars)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
-                f"non-finite training loss {float(out.loss)} at step {self.global_step} "
-                f"(main {float(out.main)}, aux {float(out.aux)}); lower the learning rate, use "
+                f"non-finite training loss {float(out.loss.detach())} at step {self.global_step} "
+                f"(main {float(out.main.detach())}, aux {float(out.aux.detach())}); lower the "
+                "learning rate, use "
                 "trainer.gradient_clip_val=1.0, or check the data"
             )
         self.log("train/loss", out.loss, prog_bar=True)

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -15,7 +17,7 @@ from ucdir.restore import restore
 def test_spans_cores_partition_the_axis(length: int, tile: int, overlap: int) -> None:
     out = spans(length, tile, overlap)
     assert out[0].core_start == 0 and out[-1].core_stop == length
-    for a, b in zip(out, out[1:]):
+    for a, b in itertools.pairwise(out):
         assert a.core_stop == b.core_start
     for s in out:
         assert s.stop - s.start == min(tile, length)

@@ -86,7 +86,7 @@ def test_callback_sees_every_step() -> None:
 
 def test_too_many_steps_raise() -> None:
     sampler = load_sampler("ddpm")
-    with pytest.raises(ValueError, match="steps must be in 1..50"):
+    with pytest.raises(ValueError, match=r"steps must be in 1\.\.50"):
         Sampler(sampler.scheduler, sampler.schedule, steps=51)
 
 

@@ -90,9 +90,11 @@ def _eval_cfg(*overrides: str):  # type: ignore[no-untyped-def]
         return compose(config_name="eval", overrides=list(overrides))
 
 
-def test_only_the_score_mode_exists_and_folders_are_required(tmp_path: Path) -> None:
+def test_modes_are_checked_and_folders_are_required(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mode must be one of"):
-        run(_eval_cfg("mode=model", f"restored={tmp_path}", f"gt={tmp_path}"), tmp_path / "o")
+        run(_eval_cfg("mode=film", f"restored={tmp_path}", f"gt={tmp_path}"), tmp_path / "o")
+    with pytest.raises(ValueError, match="ckpt_path"):
+        run(_eval_cfg("mode=model"), tmp_path / "o")
     with pytest.raises(ValueError, match="restored=<folder>"):
         run(_eval_cfg(f"gt={tmp_path}"), tmp_path / "out")
     with pytest.raises(ValueError, match="input folder"):

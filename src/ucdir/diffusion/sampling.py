@@ -122,12 +122,8 @@ class RegressionSampler:
     """The regression baseline's inference: one network call at gamma = 1 with a zero noise input,
     its output read as the residual (same interface as `Sampler`)."""
 
+    steps: int = 1  # accepted so a shared `sampler.steps` override composes; always one call
     name: str = "regression"
-
-    @property
-    def steps(self) -> int:
-        """Always one network call."""
-        return 1
 
     @torch.no_grad()
     def __call__(

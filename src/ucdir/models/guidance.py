@@ -76,10 +76,14 @@ class AdaptiveKernelGuidance(nn.Module):
         self.bases = nn.Conv2d(channels, channels * kernels, 3, padding=1, groups=kernels)
 
     def forward(self, h: Tensor, m: Tensor) -> Tensor:
-        """h (B, C, H, W), M (B, N, H, W) or (B, N, 1, 1) -> (B, C, H, W)."""
+        """h (B, C, H, W), M (B, N, H, W) or (B, N, 1, 1) -> (B, C, H, W) (channels-last memory)."""
         b, c, hh, ww = h.shape
-        z = self.bases(h).view(b, c, self.kernels, hh, ww)
-        return (z * m.unsqueeze(1)).sum(dim=2)
+        # Channels-last: oneDNN's grouped conv is several times faster there (forward and
+        # backward), and output channel c·N + b of pixel p is then at [p, c, b] of a free view.
+        z = self.bases(h.contiguous(memory_format=torch.channels_last))
+        z = z.permute(0, 2, 3, 1).reshape(b, hh, ww, c, self.kernels)
+        out = (z * m.permute(0, 2, 3, 1).unsqueeze(3)).sum(dim=-1)  # Σ_b M_b(p) · basis_b(p)
+        return out.permute(0, 3, 1, 2)
 
     def basis_kernels(self) -> tuple[Tensor, Tensor]:
         """The N bases as dense kernels: W (N, C, C, 3, 3), zero outside each group; b (N, C)."""

@@ -8,8 +8,6 @@ from torch import Tensor, nn
 
 from ucdir.models.layers import pad_to_multiple
 
-_WIDTHS = (32, 64, 128, 256, 512)
-
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -23,27 +21,30 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 class InitialPredictor(nn.Module):
     """Lightweight UNet predicting the deterministic part x_init = u(lq) of the restoration.
 
-    Widths 32-64-128-256-512, two 3×3 convs with LeakyReLU(0.2) per level, 2×2 max-pool down,
-    2×2 transposed-conv up with skip concatenation, 1×1 output conv; no output activation and no
-    global residual (as the official code). 7,760,163 parameters for RGB -> RGB.
+    Widths 32-64-128-256-512 by default, two 3×3 convs with LeakyReLU(0.2) per level, 2×2
+    max-pool down, 2×2 transposed-conv up with skip concatenation, 1×1 output conv; no output
+    activation and no global residual (as the official code). 7,760,163 parameters for RGB -> RGB.
 
     Args:
         in_channels: 3 for RGB input; 4 for packed Bayer raw at half resolution, in which case the
             last conv emits 12 channels and a ×2 pixel shuffle returns full-resolution RGB.
         out_channels: output colour channels (3).
+        width: width of the first level; the levels are width·(1, 2, 4, 8, 16) (32 = official).
     """
 
     stride = 16
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, width: int = 32) -> None:
         super().__init__()
         if in_channels not in (3, 4):
             raise ValueError(f"in_channels must be 3 (RGB) or 4 (packed raw), got {in_channels!r}")
         if out_channels < 1:
             raise ValueError(f"out_channels must be positive, got {out_channels!r}")
+        if width < 1:
+            raise ValueError(f"width must be positive, got {width!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.upscale = 2 if in_channels == 4 else 1
-        w = _WIDTHS
+        w = tuple(width * m for m in (1, 2, 4, 8, 16))
         self.down = nn.ModuleList(
             [_double_conv(cin, cout) for cin, cout in zip((in_channels, *w[:-1]), w, strict=True)]
         )

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,13 @@ def _scalars(cfg: DictConfig, names: tuple[str, ...], device: torch.device) -> T
     return torch.tensor([[float(given[n]) for n in names]], device=device)
 
 
+def _progress(bar: tqdm) -> Callable[[int, Tensor], None]:
+    def update(step: int, x: Tensor) -> None:
+        bar.update(1)
+
+    return update
+
+
 def run(cfg: DictConfig) -> list[Path]:
     """Restores every input; returns the written output paths."""
     device = torch.device(
@@ -163,7 +171,7 @@ def run(cfg: DictConfig) -> list[Path]:
             scalars=scalars,
             guidance=float(cfg.guidance),
             num_samples=int(cfg.num_samples),
-            callback=lambda i, x, bar=steps: bar.update(1),
+            callback=_progress(steps),
         )
         steps.close()
         write_png(result.restored[0], out, int(cfg.bits))
