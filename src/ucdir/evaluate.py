@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import hydra
-import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -34,6 +33,7 @@ from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from ucdir.data.images import read_image as read_rgb
 from ucdir.metrics import (
     Metrics,
     MetricUnavailableError,
@@ -122,26 +122,13 @@ def pair_images(
 
 
 def read_image(path: str | Path) -> Tensor:
-    """An image file as (3, H, W) float32 RGB in [0, 1].
-
-    8-bit images are divided by 255, 16-bit grey ones by 65535; grey and palette images become
-    RGB. An alpha channel is dropped only when it is fully opaque.
+    """An image file as (3, H, W) float32 RGB in [0, 1] (8/16-bit, grey, palette; alpha dropped),
+    read like every other image of the package (`ucdir.data.images.read_image`).
 
     Raises:
-        ValueError: for an unreadable or truncated file, or a transparent image.
+        ValueError: for an unreadable or truncated file.
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                grey = np.asarray(im, dtype=np.float32) / 65535.0
-                return torch.from_numpy(grey).clamp(0, 1).expand(3, -1, -1).contiguous()
-            if "A" in im.getbands() and np.asarray(im.getchannel("A")).min() < 255:
-                raise ValueError(f"{path} has transparent pixels; save it without alpha")
-            rgb = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(read_rgb(path, "image")).permute(2, 0, 1).contiguous()
 
 
 def score_folders(

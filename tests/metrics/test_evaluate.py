@@ -65,9 +65,8 @@ def test_read_image_handles_modes_and_rejects_bad_files(tmp_path: Path) -> None:
     assert read_image(tmp_path / "deep.png").min().item() == pytest.approx(1.0)
     opaque = np.dstack([rgb, np.full((5, 7), 255, np.uint8)])
     assert torch.equal(read_image(_png(tmp_path / "opaque.png", opaque)), got)
-    opaque[0, 0, 3] = 0
-    with pytest.raises(ValueError, match="transparent"):
-        read_image(_png(tmp_path / "alpha.png", opaque))
+    opaque[0, 0, 3] = 0  # alpha is dropped, the stored colours kept (as everywhere in ucdir)
+    assert torch.equal(read_image(_png(tmp_path / "alpha.png", opaque)), got)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes((tmp_path / "rgb.png").read_bytes()[:60])
     with pytest.raises(ValueError, match="cannot read image"):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ucdir.diffusion.parametrization import eps_from_residual, residual_from_eps
 from ucdir.types import Cond, EpsFn
 
 
@@ -47,11 +48,7 @@ def fidelity_guidance(eps_fn: EpsFn, scale: float, sigma: float = 4.0) -> EpsFn:
     weight = scale / (1 + scale)
 
     def guided(x_t: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
-        eps = eps_fn(x_t, gamma, cond)
-        g = gamma.view(-1, 1, 1, 1).to(x_t.dtype)
-        s = (1 - g**2).clamp_min(1e-12).sqrt()
-        r0 = (x_t - s * eps) / g
-        r0 = r0 - weight * gaussian_lowpass(r0, sigma)
-        return (x_t - g * r0) / s
+        r0 = residual_from_eps(x_t, gamma, eps_fn(x_t, gamma, cond))
+        return eps_from_residual(x_t, gamma, r0 - weight * gaussian_lowpass(r0, sigma))
 
     return guided

@@ -12,6 +12,7 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
+from ucdir.diffusion.parametrization import eps_from_residual, residual_from_eps
 from ucdir.diffusion.schedules import Schedule
 from ucdir.types import Cond, EpsFn
 
@@ -24,11 +25,8 @@ def clamp_residual(eps_fn: EpsFn, limit: float) -> EpsFn:
     returns the ε consistent with it (the official `clip_denoised`, for every scheduler)."""
 
     def clamped(x_t: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
-        eps = eps_fn(x_t, gamma, cond)
-        g = gamma.view(-1, 1, 1, 1).to(x_t.dtype)
-        s = (1 - g**2).clamp_min(1e-12).sqrt()
-        r0 = ((x_t - s * eps) / g).clamp(-limit, limit)
-        return (x_t - g * r0) / s
+        r0 = residual_from_eps(x_t, gamma, eps_fn(x_t, gamma, cond)).clamp(-limit, limit)
+        return eps_from_residual(x_t, gamma, r0)
 
     return clamped
 
