@@ -17,11 +17,14 @@ GROUPS = [
     "callbacks",
     "debug",
     "task",
+    "experiment",
+    "paths",
 ]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+    folder = CONFIGS / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
 
 
 CASES = [(g, o) for g in GROUPS for o in options(g)]
@@ -45,9 +48,14 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     if group == "trainer":  # GPU trainer options are instantiated on the CPU here
         overrides += ["trainer.accelerator=cpu", "trainer.devices=1"]
     cfg = compose("train", overrides)
-    node = {"debug": None, "task": "data", "logger": "logger", "callbacks": "callbacks"}.get(
-        group, group
-    )
+    node = {
+        "debug": None,
+        "experiment": "model",
+        "paths": None,
+        "task": "data",
+        "logger": "logger",
+        "callbacks": "callbacks",
+    }.get(group, group)
     if group == "schedule":
         instantiate(cfg.schedule)
         instantiate(cfg.train_schedule)

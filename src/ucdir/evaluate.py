@@ -32,6 +32,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from tqdm import tqdm
 
 from ucdir.data.images import read_image as read_rgb
 from ucdir.metrics import (
@@ -238,7 +239,9 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     if cfg.save_images:
         saved.mkdir(parents=True, exist_ok=True)
     seen = 0
-    for batch in datamodule.test_dataloader():
+    loader = datamodule.test_dataloader()
+    total = len(loader) if cfg.limit is None else min(len(loader), int(cfg.limit))
+    for batch in tqdm(loader, total=total, desc="restoring", unit="batch", file=sys.stderr):
         lq, gt, scalars = (t.to(device) for t in batch)
         generator = torch.Generator(device=device).manual_seed(int(cfg.seed) + seen)
         out = restore(lq, predictor, denoiser, sampler, patch, generator, scalars=scalars)
@@ -248,7 +251,6 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
             for name, image in zip(names, out.restored, strict=True):
                 write_png(image, saved / f"{name}.png")
         seen += gt.shape[0]
-        log.info("restored and scored %d images", seen)
         if cfg.limit is not None and seen >= int(cfg.limit):
             break
     result = metrics.compute()
