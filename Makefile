@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install format lint test test-fast test-gpu stats demo bench clean
+.PHONY: help install format lint test test-fast test-gpu stats demo bench ablation-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ test-gpu: $(STAMP) ## only the tests that need CUDA
 
 demo: $(STAMP) ## the main job: train the demo model on the embedded samples (CPU, minutes), restore, report
 	$(PY) -m ucdir.demo
+
+ablation-table: $(STAMP) ## params and MACs of every Table 4 ablation next to the paper's (Markdown)
+	$(PY) -m ucdir.ablation_table
+
+bench: $(STAMP) ## speed and memory on this device: forward, restoration, patch splitting, training
+	$(PY) -m ucdir.bench
 
 stats: $(STAMP) ## parameter counts and MACs of the default model at 128² (JSON)
 	$(PY) -m ucdir.stats input_size=128

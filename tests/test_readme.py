@@ -119,6 +119,13 @@ def substitute(command: str, f: dict[str, Path]) -> list[str]:
         elif key == "gt" and "<" in value:
             value = str(f["gt"])
         out.append(f"{key}={value}" if _ else token)
+    task = next((t.split("=", 1)[1] for t in out if t.startswith("task=")), None)
+    if task in ("gopro", "sid", "jpeg", "blind") and not any(
+        t.startswith("data.root=") for t in out
+    ):
+        # a command that relies on the default dataset location: point it at the tiny copy
+        default = {"gopro": "/data/GOPRO_Large", "sid": "/data/SID"}.get(task, "/data/clean")
+        out += substitute(f"data.root={default}", f)
     return out
 
 

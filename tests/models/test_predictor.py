@@ -25,6 +25,17 @@ def test_packed_raw_variant_upscales_to_rgb() -> None:
     assert out.shape == (1, 3, 38, 54)
 
 
+def test_global_residual_starts_from_the_input() -> None:
+    net = InitialPredictor(width=8, global_residual=True)
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.zero_()
+    lq = torch.rand(1, 3, 20, 30)
+    torch.testing.assert_close(net(lq), lq)
+    with pytest.raises(ValueError, match="global_residual"):
+        InitialPredictor(in_channels=4, global_residual=True)
+
+
 def test_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="in_channels"):
         InitialPredictor(in_channels=5)
