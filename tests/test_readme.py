@@ -1,8 +1,8 @@
 """Every `python -m ucdir.…` command printed in the README works as printed.
 
 Placeholders (`<run>`, `<folder>`, `/data/...`, `photos/`, `…`) are replaced by tiny real data
-and a checkpoint of a tiny run. Training commands are composed and fully instantiated (data,
-model, trainer) rather than run for 500k steps; every other command runs to completion.
+and a checkpoint of a tiny run. Training commands (train, demo) are composed and fully
+instantiated (data, model, trainer) rather than run for their full length; every other command runs to completion.
 `make demo` and `make test` are exercised by tests/test_demo.py and CI.
 """
 
@@ -149,7 +149,7 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
     argv = shlex.split(command)
     module = argv[argv.index("-m") + 1]
     args = substitute(" ".join(shlex.quote(a) for a in argv[argv.index("-m") + 2 :]), fixtures)
-    if module == "ucdir.train":
+    if module in ("ucdir.train", "ucdir.demo"):
         from ucdir.train import build
 
         for overrides in train_overrides(args):
@@ -161,7 +161,7 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
             ]
             if any(o.startswith("task=jpeg") or o.startswith("task=blind") for o in overrides):
                 extra.append("data.val_count=4")
-            cfg = compose("train", [*overrides, *extra])
+            cfg = compose(module.split(".")[1], [*overrides, *extra])
             datamodule, model, trainer = build(cfg)
             datamodule.setup("fit")
             assert model is not None and trainer is not None
