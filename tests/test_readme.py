@@ -2,7 +2,8 @@
 
 Placeholders (`<run>`, `<folder>`, `/data/...`, `photos/`, `…`) are replaced by tiny real data
 and a checkpoint of a tiny run. Training commands (train, demo) are composed and fully
-instantiated (data, model, trainer) rather than run for their full length; every other command runs to completion.
+instantiated (data, model, trainer) rather than run for their full length; every other command
+runs to completion.
 `make demo` and `make test` are exercised by tests/test_demo.py and CI.
 """
 
