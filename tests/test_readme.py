@@ -164,6 +164,7 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
                 extra.append("data.val_count=4")
             cfg = compose(module.split(".")[1], [*overrides, *extra])
             datamodule, model, trainer = build(cfg)
+            datamodule.prepare_data()  # as Trainer.fit does (the SID cache, if missing)
             datamodule.setup("fit")
             assert model is not None and trainer is not None
         return
