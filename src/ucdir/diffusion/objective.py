@@ -48,6 +48,12 @@ def _distance(a: Tensor, b: Tensor, kind: str) -> Tensor:
     return F.l1_loss(a, b) if kind == "l1" else F.mse_loss(a, b)
 
 
+def _with_aux(main: Tensor, x_init: Tensor, gt: Tensor, weight: float) -> Loss:
+    """The main loss plus `weight` × L1(u(lq), gt) (computed only when the weight is > 0)."""
+    aux = F.l1_loss(x_init, gt) if weight > 0 else main.new_zeros(())
+    return Loss(main + weight * aux, main, aux)
+
+
 @dataclass(frozen=True)
 class ResidualObjective:
     """Paper Eq. 1: predict the noise of the noisy residual of the initial prediction.
@@ -97,7 +103,8 @@ class ResidualObjective:
         generator: torch.Generator | None = None,
     ) -> Loss:
         """lq, gt: [0, 1] images ((B, C, H, W), lq possibly packed raw); returns the loss."""
-        x_init = predictor(to_diffusion(lq))
+        lq = to_diffusion(lq)
+        x_init = predictor(lq)
         gt = to_diffusion(gt)
         r0 = gt - x_init
         b = gt.shape[0]
@@ -106,10 +113,8 @@ class ResidualObjective:
         gen_device = generator.device if generator is not None else gt.device
         eps = torch.randn(r0.shape, generator=generator, device=gen_device).to(gt.device, gt.dtype)
         x_t = g * r0 + (1 - g**2).sqrt() * eps
-        eps_hat = denoiser(x_t, gamma, make_cond(to_diffusion(lq), x_init, scalars))
-        main = _distance(eps_hat, eps, self.loss)
-        aux = F.l1_loss(x_init, gt) if self.aux_l1_weight > 0 else main.new_zeros(())
-        return Loss(main + self.aux_l1_weight * aux, main, aux)
+        eps_hat = denoiser(x_t, gamma, make_cond(lq, x_init, scalars))
+        return _with_aux(_distance(eps_hat, eps, self.loss), x_init, gt, self.aux_l1_weight)
 
 
 @dataclass(frozen=True)
@@ -129,11 +134,9 @@ class RegressionObjective:
         scalars: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> Loss:
-        x_init = predictor(to_diffusion(lq))
+        lq = to_diffusion(lq)
+        x_init = predictor(lq)
         gt = to_diffusion(gt)
-        zeros = torch.zeros_like(x_init)
         gamma = torch.ones(gt.shape[0], device=gt.device)
-        r0 = denoiser(zeros, gamma, make_cond(to_diffusion(lq), x_init, scalars))
-        main = _distance(x_init + r0, gt, self.loss)
-        aux = F.l1_loss(x_init, gt) if self.aux_l1_weight > 0 else main.new_zeros(())
-        return Loss(main + self.aux_l1_weight * aux, main, aux)
+        r0 = denoiser(torch.zeros_like(x_init), gamma, make_cond(lq, x_init, scalars))
+        return _with_aux(_distance(x_init + r0, gt, self.loss), x_init, gt, self.aux_l1_weight)
