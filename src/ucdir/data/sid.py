@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from ucdir.data.base import PairDataModule, scalar_vector
 from ucdir.data.images import existing_dir, existing_file
 from ucdir.data.seeding import sample_generator
-from ucdir.data.sid_cache import CacheJob, build_cache, cache_target
+from ucdir.data.sid_cache import CacheJob, CacheKind, build_cache, cache_target
 from ucdir.data.transforms import random_crop_pair, random_hflip, to_tensor
 from ucdir.types import PairBatch
 
@@ -229,37 +229,16 @@ class SIDDataModule(PairDataModule):
     def pair_jobs(self, pair: SIDPair) -> tuple[CacheJob, CacheJob]:
         """The cache jobs (input, target) of one pair for this `input` mode."""
         root, cache = Path(self.root), Path(self.cache_dir)
-        if self.input == "rgb":
-            lq = CacheJob(
-                pair.short,
-                cache_target(cache, root, pair.short, "half", pair.ratio),
-                "half",
-                pair.ratio,
-                pair.where,
+
+        def job(path: Path, mode: CacheKind, ratio: float) -> CacheJob:
+            return CacheJob(
+                path, cache_target(cache, root, path, mode, ratio), mode, ratio, pair.where
             )
-            gt = CacheJob(
-                pair.long,
-                cache_target(cache, root, pair.long, "half", 1.0),
-                "half",
-                1.0,
-                pair.where,
-            )
-        else:
-            lq = CacheJob(
-                pair.short,
-                cache_target(cache, root, pair.short, "packed", 1.0),
-                "packed",
-                1.0,
-                pair.where,
-            )
-            gt = CacheJob(
-                pair.long,
-                cache_target(cache, root, pair.long, "full", 1.0),
-                "full",
-                1.0,
-                pair.where,
-            )
-        return lq, gt
+
+        if self.input == "rgb":  # both half-size renders, the input amplified by the ratio
+            return job(pair.short, "half", pair.ratio), job(pair.long, "half", 1.0)
+        # packed input (amplified when loaded) and a full-size target
+        return job(pair.short, "packed", 1.0), job(pair.long, "full", 1.0)
 
     def cache_jobs(self, splits: Sequence[str] | None = None) -> list[CacheJob]:
         """The decoding jobs whose cache file is missing, for `splits` (default: all listed).
