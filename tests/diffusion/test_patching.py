@@ -5,7 +5,7 @@ import torch
 
 from tests.diffusion.helpers import load_sampler, local_eps, make_cond
 from ucdir.diffusion.memory import AutoPatchSplit
-from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit, spans
+from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit, map_predictor, spans
 from ucdir.models import ConditionalUNet, InitialPredictor
 from ucdir.restore import restore
 
@@ -55,15 +55,66 @@ def test_inter_step_sampling_equals_whole_image_and_naive_does_not(merge: str) -
     assert (run(NaivePatchSplit(32, 8)).restored - whole).abs().max() > 1e-2
 
 
-def test_map_tiles_a_spatial_network_with_upscaling() -> None:
-    conv = torch.nn.Conv2d(4, 12, 3, padding=1)
+def _reach(predictor: InitialPredictor, size: int) -> int:
+    """Farthest input px (from the centre) whose gradient reaches the centre output pixel."""
+    x = torch.randn(1, predictor.in_channels, size, size, requires_grad=True)
+    c = size // 2
+    out = predictor(x)
+    out[..., c * predictor.upscale, c * predictor.upscale].sum().backward()
+    assert x.grad is not None
+    rows, cols = x.grad.abs().sum((0, 1)).nonzero(as_tuple=True)
+    return int(max((rows - c).abs().max(), (cols - c).abs().max()))
 
-    def fn(x):
-        return torch.nn.functional.pixel_shuffle(conv(x), 2)
 
-    x = torch.randn(1, 4, 45, 70)
+@pytest.mark.parametrize("width", [4, 32])
+def test_predictor_receptive_radius_bounds_its_reach(width: int) -> None:
+    predictor = InitialPredictor(width=width)
+    reach = _reach(predictor, 320)
+    assert 80 < reach <= predictor.receptive_radius, (reach, predictor.receptive_radius)
+
+
+@pytest.mark.parametrize("in_channels", [3, 4])
+def test_tiled_predictor_equals_the_whole_image_pass(in_channels: int) -> None:
+    """The real predictor (official width) tiled over a 300×400 input gives the whole-image
+    x_init to 1e-5; the denoiser's 32 px overlap (what the tiling used to be) does not."""
+    torch.manual_seed(0)
+    predictor = InitialPredictor(in_channels=in_channels).eval()
+    scale = predictor.upscale
+    lq = torch.rand(1, in_channels, 300 // scale, 400 // scale) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(PatchSplit(32, 8).map(fn, x, scale=2), fn(x), atol=1e-5, rtol=0)
+        whole = predictor(lq)
+        tiled = map_predictor(predictor, lq, max_pixels=1, tile=96, scale=scale)
+        small_margin = PatchSplit(128, 32)
+        naive = torch.zeros_like(whole)
+        for r, c in small_margin.boxes(*lq.shape[-2:]):
+            part = predictor(lq[..., r.start : r.stop, c.start : c.stop])
+            rs, cs = slice(r.core_start, r.core_stop), slice(c.core_start, c.core_stop)
+            rs_s = slice((r.core_start - r.start) * scale, (r.core_stop - r.start) * scale)
+            cs_s = slice((c.core_start - c.start) * scale, (c.core_stop - c.start) * scale)
+            naive[..., rs.start * scale : rs.stop * scale, cs.start * scale : cs.stop * scale] = (
+                part[..., rs_s, cs_s]
+            )
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
+    assert (naive - whole).abs().max() > 1e-3
+
+
+def test_restore_runs_the_predictor_whole_below_the_pixel_limit() -> None:
+    calls = []
+    predictor = InitialPredictor(width=4).eval()
+    predictor.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape[-2:])))
+    sampler = load_sampler("ddim", steps=1)
+    lq = torch.rand(1, 3, 70, 90)
+    restore(lq, predictor, local_eps(), sampler, PatchSplit(32, 8))
+    assert calls == [(70, 90)]
+    calls.clear()
+    restore(
+        lq,
+        predictor,
+        local_eps(),
+        sampler,
+        PatchSplit(32, 8, predictor_max_pixels=100, predictor_tile=32),
+    )
+    assert len(calls) == 9 and all(h <= 32 + 2 * 128 for h, _ in calls)
 
 
 def test_bad_patch_settings_raise() -> None:

@@ -12,7 +12,12 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from ucdir.diffusion.patching import Merge, PatchSplit
+from ucdir.diffusion.patching import (
+    DEFAULT_PREDICTOR_MAX_PIXELS,
+    Merge,
+    PatchSplit,
+    check_predictor_tiling,
+)
 from ucdir.types import Cond
 
 
@@ -77,6 +82,7 @@ class AutoPatchSplit:
         overlap, merge, batch_tiles: as `PatchSplit`.
         granularity: tile sizes are multiples of this (the network stride or more).
         safety: factor on the estimate for allocator overhead.
+        predictor_max_pixels, predictor_tile: as `PatchSplit`.
     """
 
     max_memory_gb: float = 4.0
@@ -85,10 +91,13 @@ class AutoPatchSplit:
     batch_tiles: int = 1
     granularity: int = 32
     safety: float = 1.5
+    predictor_max_pixels: int = DEFAULT_PREDICTOR_MAX_PIXELS
+    predictor_tile: int = 1024
 
     def __post_init__(self) -> None:
         if self.max_memory_gb <= 0:
             raise ValueError(f"max_memory_gb must be > 0, got {self.max_memory_gb!r}")
+        check_predictor_tiling(self.predictor_max_pixels, self.predictor_tile)
 
     def tile_for(self, network: nn.Module, cond: Cond) -> int:
         """The largest tile (px, a multiple of `granularity`, at least 2·overlap + granularity)
@@ -112,4 +121,11 @@ class AutoPatchSplit:
 
     def resolve(self, network: nn.Module, cond: Cond) -> PatchSplit:
         """The concrete `PatchSplit` for this network and image."""
-        return PatchSplit(self.tile_for(network, cond), self.overlap, self.merge, self.batch_tiles)
+        return PatchSplit(
+            self.tile_for(network, cond),
+            self.overlap,
+            self.merge,
+            self.batch_tiles,
+            self.predictor_max_pixels,
+            self.predictor_tile,
+        )

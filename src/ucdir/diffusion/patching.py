@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -19,6 +19,80 @@ from torch import Tensor
 from ucdir.types import Cond, EpsFn
 
 Merge = Literal["drop", "feather"]
+
+DEFAULT_PREDICTOR_MAX_PIXELS = 8_388_608
+"""The initial predictor runs whole up to 8 MP (a 4K frame tiles; SID's 2120×1416 runs whole)."""
+
+
+class Predictor(Protocol):
+    """What `map_predictor` needs of the initial predictor (`InitialPredictor` has it all)."""
+
+    stride: int
+    receptive_radius: int
+
+    def __call__(self, lq: Tensor) -> Tensor: ...
+
+
+def check_predictor_tiling(max_pixels: int, tile: int) -> None:
+    """Validates the `predictor_*` settings shared by every tiling config."""
+    if max_pixels < 1 or tile < 1:
+        raise ValueError(
+            f"predictor_max_pixels and predictor_tile must be positive, got {max_pixels!r}, "
+            f"{tile!r}"
+        )
+
+
+def map_predictor(
+    predictor: Predictor, lq: Tensor, *, max_pixels: int, tile: int, scale: int = 1
+) -> Tensor:
+    """u(lq), whole when it has at most `max_pixels` pixels, else tile by tile with the same result.
+
+    Tiles have cores of `tile` px (rounded up to the predictor's stride) and margins of its
+    receptive radius (rounded up to the stride), and every tile starts on the stride grid, so
+    each kept pixel sees the same input and the same pooling grid as in the whole-image pass.
+
+    Args:
+        predictor: (B, C, h, w) -> (B, C', h·scale, w·scale), with `stride` and
+            `receptive_radius` (px of input that can reach an output pixel).
+        lq: (B, C, H, W) input in the predictor's range.
+        max_pixels: largest H·W run whole.
+        tile: core tile side (px) on larger inputs.
+        scale: output/input size ratio (2 for the packed-raw predictor).
+    """
+    h, w = lq.shape[-2:]
+    if h * w <= max_pixels:
+        return predictor(lq)
+    stride = int(getattr(predictor, "stride", 0))
+    radius = getattr(predictor, "receptive_radius", None)
+    if stride < 1 or radius is None:
+        raise ValueError(
+            f"a {h}×{w} input is over patch.predictor_max_pixels={max_pixels}, but the predictor "
+            f"{type(predictor).__name__} declares no stride/receptive_radius to tile it exactly; "
+            "raise patch.predictor_max_pixels"
+        )
+    core = -(-tile // stride) * stride
+    margin = -(-int(radius) // stride) * stride
+
+    def axis(length: int) -> list[tuple[int, int, int, int]]:
+        out = []
+        for a in range(0, length, core):
+            b = min(a + core, length)
+            out.append((max(0, a - margin), min(length, b + margin), a, b))
+        return out
+
+    result: Tensor | None = None
+    for r0, r1, rc0, rc1 in axis(h):
+        for c0, c1, cc0, cc1 in axis(w):
+            part = predictor(lq[..., r0:r1, c0:c1])
+            if result is None:
+                result = part.new_empty(*part.shape[:2], h * scale, w * scale)
+            result[..., rc0 * scale : rc1 * scale, cc0 * scale : cc1 * scale] = part[
+                ...,
+                (rc0 - r0) * scale : (rc1 - r0) * scale,
+                (cc0 - c0) * scale : (cc1 - c0) * scale,
+            ]
+    assert result is not None
+    return result
 
 
 class Span(NamedTuple):
@@ -75,14 +149,21 @@ class PatchSplit:
             tiles overlap by 2·overlap.
         merge: "drop" (the paper) or "feather" (weighted blend over the overlap).
         batch_tiles: tiles sent through the network at once (more = faster on a GPU, more memory).
+        predictor_max_pixels: the initial predictor runs on the whole input up to this many
+            pixels (its result is then exact); above, in `predictor_tile` tiles with margins of
+            its receptive field (`map_predictor`), which gives the same result.
+        predictor_tile: core tile of the predictor on larger inputs (px, multiple of its stride).
     """
 
     tile: int = 256
     overlap: int = 32
     merge: Merge = "drop"
     batch_tiles: int = 1
+    predictor_max_pixels: int = DEFAULT_PREDICTOR_MAX_PIXELS
+    predictor_tile: int = 1024
 
     def __post_init__(self) -> None:
+        check_predictor_tiling(self.predictor_max_pixels, self.predictor_tile)
         if self.overlap < 0 or self.tile <= 2 * self.overlap:
             raise ValueError(
                 f"need 0 <= overlap < tile / 2, got tile={self.tile!r}, overlap={self.overlap!r}"
@@ -99,20 +180,6 @@ class PatchSplit:
             for r in spans(height, self.tile, self.overlap)
             for c in spans(width, self.tile, self.overlap)
         ]
-
-    def map(self, fn: Callable[[Tensor], Tensor], x: Tensor, scale: int = 1) -> Tensor:
-        """Applies a spatial network tile by tile (used for u(lq) on large inputs).
-
-        Args:
-            fn: (B, C, h, w) -> (B, C', h·scale, w·scale).
-            x: (B, C, H, W).
-            scale: output/input size ratio of `fn` (2 for the packed-raw predictor).
-        """
-        h, w = x.shape[-2:]
-        boxes = self.boxes(h, w)
-        if len(boxes) == 1:
-            return fn(x)
-        return self._merge(boxes, h, w, lambda crops: [fn(c) for c in crops], [x], scale)
 
     def wrap(self, eps_fn: EpsFn) -> EpsFn:
         """The tiled noise predictor: same signature, tiles cut and merged at every call."""
@@ -207,9 +274,12 @@ class NaivePatchSplit:
 
     tile: int = 256
     overlap: int = 32
+    predictor_max_pixels: int = DEFAULT_PREDICTOR_MAX_PIXELS
+    predictor_tile: int = 1024
 
     def __post_init__(self) -> None:
         PatchSplit(self.tile, self.overlap)  # same validation
+        check_predictor_tiling(self.predictor_max_pixels, self.predictor_tile)
 
     def boxes(self, height: int, width: int) -> list[tuple[Span, Span]]:
         return PatchSplit(self.tile, self.overlap).boxes(height, width)

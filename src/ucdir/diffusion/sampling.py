@@ -22,7 +22,11 @@ StepCallback = Callable[[int, Tensor], None]
 
 def clamp_residual(eps_fn: EpsFn, limit: float) -> EpsFn:
     """Clamps each step's residual estimate r̂0 = (x_t − sqrt(1 − γ²)·ε̂)/γ to [−limit, limit] and
-    returns the ε consistent with it (the official `clip_denoised`, for every scheduler)."""
+    returns the ε consistent with it (the official `clip_denoised`, for every scheduler).
+
+    The conversions run in float64 (`ucdir.diffusion.parametrization`); given gamma in float64
+    (as `Sampler` passes it), the scheduler's step on the returned ε is the step on the clamped
+    residual, also at the last steps where γ ≈ 1."""
 
     def clamped(x_t: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
         r0 = residual_from_eps(x_t, gamma, eps_fn(x_t, gamma, cond)).clamp(-limit, limit)
@@ -94,14 +98,17 @@ class Sampler:
         """Samples the residual r0 (in [-1, 1] image scale) starting from x_T (B, C, H, W)."""
         sched = copy.deepcopy(self._template)  # schedulers are stateful; never share one
         sched.set_timesteps(self.steps, device=x_T.device)
-        levels = sched.alphas_cumprod.to(x_T.device).sqrt()
+        # float64 levels: sqrt(1 − γ²) must match the scheduler's sqrt(1 − ᾱ) at γ ≈ 1, where a
+        # float32 γ loses it (see `clamp_residual`); the network casts gamma to its own dtype.
+        wide = torch.float32 if x_T.device.type == "mps" else torch.float64
+        levels = sched.alphas_cumprod.to(x_T.device, wide).sqrt()
         if self.clip_residual is not None:
             eps_fn = clamp_residual(eps_fn, self.clip_residual)
         kwargs = self._step_kwargs(generator)
         x = x_T
         for i, t in enumerate(sched.timesteps):
-            gamma = levels[t].to(x.dtype).expand(x.shape[0])
-            eps = eps_fn(x, gamma, cond)
+            gamma = levels[t].expand(x.shape[0])
+            eps = eps_fn(x, gamma, cond).to(x.dtype)
             x = sched.step(eps, t, x, **kwargs).prev_sample
             if callback is not None:
                 callback(i, x)

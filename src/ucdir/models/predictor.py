@@ -68,6 +68,16 @@ class InitialPredictor(nn.Module):
         self.dec = nn.ModuleList([_double_conv(2 * w[i - 1], w[i - 1]) for i in (4, 3, 2, 1)])
         self.out = nn.Conv2d(w[0], out_channels * self.upscale**2, 1)
 
+    @property
+    def receptive_radius(self) -> int:
+        """Input px on each side that can reach one output pixel (an upper bound): at level i
+        (scale 2^i) each 3×3 conv adds 2^i, each 2×2 max-pool and 2×2 transposed conv 2^i;
+        levels are counted at the input's resolution (packed raw: at half the output's)."""
+        levels = len(self.down)
+        encoder = sum(2 * 2**i for i in range(levels)) + sum(2**i for i in range(levels - 1))
+        decoder = sum(2**i + 2 * 2**i for i in range(levels - 1))
+        return encoder + decoder
+
     def forward(self, lq: Tensor) -> Tensor:
         """(B, in_channels, H, W) -> (B, out_channels, H·s, W·s), s = 2 for packed raw else 1.
 

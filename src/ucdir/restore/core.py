@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ucdir.diffusion.fidelity import fidelity_guidance
 from ucdir.diffusion.memory import AutoPatchSplit
 from ucdir.diffusion.objective import from_diffusion, make_cond, to_diffusion
-from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit, crop_cond
+from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit, crop_cond, map_predictor
 from ucdir.diffusion.sampling import StepCallback
 from ucdir.types import Cond, EpsFn
 
@@ -54,12 +54,17 @@ class Restoration(NamedTuple):
 def _predict(
     predictor: nn.Module, lq: Tensor, patch: PatchSplit | NaivePatchSplit | None
 ) -> Tensor:
-    scale = int(getattr(predictor, "upscale", 1))
-    if isinstance(patch, PatchSplit):
-        return patch.map(predictor, lq, scale=scale)
-    if isinstance(patch, NaivePatchSplit):
-        return PatchSplit(patch.tile, patch.overlap).map(predictor, lq, scale=scale)
-    return predictor(lq)
+    """u(lq): whole, or (over `patch.predictor_max_pixels`) in tiles with margins of the
+    predictor's receptive field, never with the denoiser's small overlap."""
+    if patch is None:
+        return predictor(lq)
+    return map_predictor(
+        predictor,  # type: ignore[arg-type]
+        lq,
+        max_pixels=patch.predictor_max_pixels,
+        tile=patch.predictor_tile,
+        scale=int(getattr(predictor, "upscale", 1)),
+    )
 
 
 def _sample_naive(
