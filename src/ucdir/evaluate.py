@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from ucdir.data.images import read_image as read_rgb
 from ucdir.metrics import (
+    CorruptWeightsError,
     Metrics,
     MetricUnavailableError,
     results_markdown,
@@ -211,7 +212,7 @@ def _metrics(cfg: DictConfig) -> Metrics:
         return instantiate(cfg.protocol)
     except InstantiationException as err:
         # Surface the scorer's own message (a missing weights file, a bad option), not Hydra's.
-        if isinstance(err.__cause__, MetricUnavailableError | ValueError):
+        if isinstance(err.__cause__, MetricUnavailableError | CorruptWeightsError | ValueError):
             raise err.__cause__ from None
         raise
 

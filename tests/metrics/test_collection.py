@@ -78,3 +78,27 @@ def test_y_channel_and_crop_options_reach_psnr() -> None:
     luma.update(restored, gt)
     assert luma.compute().aggregate["psnr"] != pytest.approx(psnr(restored, gt).item())
     assert luma.protocol()["metrics"]["psnr"]["color_space"].startswith("Y")  # type: ignore[index]
+
+
+def test_small_images_skip_niqe_and_fid_kid_with_a_note_not_an_abort() -> None:
+    """64² images: no 256² patch for FID/KID and fewer than two NIQE blocks; PSNR/SSIM/LPIPS
+    are still reported (a stand-in feature network makes FID/KID buildable offline)."""
+    feature = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten())
+    metrics = Metrics(["niqe", "fid", "kid", "psnr", "ssim"], feature=feature)
+    gt = random_images(2, 64, 64)
+    metrics.update((gt + 0.02).clamp(0, 1), gt)
+    result = metrics.compute()
+    assert {"psnr", "ssim"} <= result.aggregate.keys()
+    assert not {"niqe", "fid", "kid"} & result.aggregate.keys()
+    assert "2 of 2 images are too small" in result.skipped["niqe"]
+    assert "at least 2 patches" in result.skipped["fid"] and result.skipped["kid"]
+    assert all(r["niqe"] != r["niqe"] for r in result.per_image)  # NaN per image
+
+
+def test_niqe_is_left_out_when_only_some_images_can_be_scored() -> None:
+    metrics = Metrics(["niqe", "psnr"])
+    metrics.update(random_images(1, 200, 200), random_images(1, 200, 200, seed=1))
+    metrics.update(random_images(1, 64, 64), random_images(1, 64, 64, seed=1))
+    result = metrics.compute()
+    assert "niqe" not in result.aggregate and "1 of 2 images" in result.skipped["niqe"]
+    assert result.per_image[0]["niqe"] == pytest.approx(float(result.per_image[0]["niqe"]))

@@ -13,7 +13,7 @@ import torchvision
 
 import ucdir.metrics.collection as collection
 from tests.metrics.conftest import REAL_HUB_DIR, random_images
-from ucdir.metrics import Metrics, MetricUnavailableError, MissingWeightsError
+from ucdir.metrics import CorruptWeightsError, Metrics, MetricUnavailableError, MissingWeightsError
 from ucdir.metrics.niqe import pristine_model
 from ucdir.metrics.pretrained import build_inception, build_lpips, build_pyiqa_niqe
 from ucdir.metrics.weights import ALEXNET, INCEPTION, PYIQA_NIQE, find_weights
@@ -130,3 +130,22 @@ def test_pyiqa_niqe_is_built_from_a_local_file(
     )
     scores = build_pyiqa_niqe()(random_images(2, 192, 192))
     assert scores.shape == (2,) and np.isfinite(scores.numpy()).all()
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "truncated"])
+@pytest.mark.parametrize("which", ["lpips", "fid"])
+def test_a_corrupt_weights_file_is_an_error_naming_it(
+    kind: str, which: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a skipped metric: the user put the file there; the error names it and its source."""
+    monkeypatch.setenv("UCDIR_WEIGHTS_DIR", str(tmp_path))
+    file = ALEXNET if which == "lpips" else INCEPTION
+    path = tmp_path / file.name
+    if kind == "truncated":
+        torch.save(torchvision.models.alexnet().state_dict(), path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    else:
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    with pytest.raises(CorruptWeightsError) as info:
+        Metrics([which, "psnr"], on_missing="skip")
+    assert str(path) in str(info.value) and file.url in str(info.value)

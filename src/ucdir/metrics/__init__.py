@@ -14,10 +14,11 @@ from ucdir.metrics.results import (
     results_row,
     write_results,
 )
-from ucdir.metrics.weights import MetricUnavailableError, MissingWeightsError
+from ucdir.metrics.weights import CorruptWeightsError, MetricUnavailableError, MissingWeightsError
 
 __all__ = [
     "METRIC_NAMES",
+    "CorruptWeightsError",
     "MetricUnavailableError",
     "Metrics",
     "MetricsResult",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Literal, NamedTuple, get_args
@@ -32,12 +33,22 @@ class MetricsResult(NamedTuple):
         aggregate: mean over images of every per-image metric; `fid`, `kid` and `kid_std` (KID
             ×10³) over the patch sets; `images` and, with FID/KID, `patches` (counts).
         per_image: one row per image: `name` and every per-image metric.
-        skipped: requested metrics that could not be computed, with the reason.
+        skipped: requested metrics that could not be computed, with the reason: missing weights
+            (known when the scorer is built) or data they cannot score (FID/KID with fewer than
+            two patches, NIQE on an image smaller than two 96² blocks; known at `compute`).
     """
 
     aggregate: dict[str, float]
     per_image: list[Row]
     skipped: dict[str, str]
+
+
+def _niqe_or_nan(image: Tensor) -> float:
+    """NIQE of one image, NaN when it is too small (the aggregate then reports it as skipped)."""
+    try:
+        return niqe(image)
+    except ValueError:
+        return math.nan
 
 
 def _version(package: str) -> str | None:
@@ -190,7 +201,7 @@ class Metrics:
         if self.lpips is not None:
             values["lpips"] = self.lpips(restored, gt)
         if "niqe" in self.names:
-            values["niqe"] = [niqe(x) for x in restored]
+            values["niqe"] = [_niqe_or_nan(x) for x in restored]
         if self.niqe_pyiqa is not None:
             values["niqe_pyiqa"] = self.niqe_pyiqa(restored)
         if self.patches is not None:
@@ -206,7 +217,9 @@ class Metrics:
             return list(self._rows)
         parts: list[list[Row] | None] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, self._rows)
-        return [row for part in parts for row in part or []]
+        # by name, so that the rows (and the sums over them) do not depend on which process
+        # scored which image: name images by their index in the dataset under DDP
+        return sorted((row for part in parts for row in part or []), key=lambda r: str(r["name"]))
 
     def compute(self) -> MetricsResult:
         """Aggregates every image seen since the last `reset` (over all processes under DDP)."""
@@ -214,12 +227,30 @@ class Metrics:
         if not rows:
             raise ValueError("no images were scored: call update() first")
         aggregate: dict[str, float] = {"images": float(len(rows))}
+        skipped = dict(self.skipped)
         for m in self.names:
-            if m in PER_IMAGE:
-                aggregate[m] = sum(float(r[m]) for r in rows) / len(rows)
+            if m not in PER_IMAGE:
+                continue
+            values = [float(r[m]) for r in rows]
+            if unscored := sum(math.isnan(v) for v in values):
+                # a mean over some of the images would not compare with other runs: leave it out
+                skipped[m] = (
+                    f"{unscored} of {len(rows)} images are too small to score (NIQE needs two "
+                    f"{BLOCK_SIZE}×{BLOCK_SIZE} blocks, or two square blocks of the shorter side "
+                    "of a smaller image)"
+                )
+                continue
+            aggregate[m] = sum(values) / len(values)
         if self.patches is not None:
-            aggregate.update(self.patches.compute())
-        return MetricsResult(aggregate, rows, dict(self.skipped))
+            try:
+                aggregate.update(self.patches.compute())
+            except ValueError as err:
+                skipped.update(
+                    dict.fromkeys([m for m in ("fid", "kid") if m in self.names], str(err))
+                )
+        for name in skipped.keys() - self.skipped.keys():
+            log.warning("metric %s is not reported: %s", name, skipped[name])
+        return MetricsResult(aggregate, rows, skipped)
 
     def protocol(self) -> dict[str, object]:
         """How every computed metric was obtained, for the results files."""

@@ -7,6 +7,10 @@ restored and the ground-truth images. The distances are torchmetrics' `FrechetIn
 and `KernelInceptionDistance` with an injected feature extractor (the FID Inception for the
 paper's numbers, any small module in tests), run once per patch: FID and KID receive the
 features through an identity "extractor". KID is reported ×10³, as the paper prints it.
+
+Under DDP the torchmetrics states are gathered over all processes at `compute`, and KID puts the
+gathered features in a canonical order before drawing its subsets, so N processes give the values
+of one process that saw every patch.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics.utilities.data import dim_zero_cat
 
 KID_SCALE = 1000.0
 
@@ -47,6 +52,33 @@ class _Precomputed(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return features
+
+
+def _canonical_order(features: Tensor) -> Tensor:
+    """A permutation that depends only on the set of feature rows, not on their arrival order
+    (rows sorted by a fixed projection; only identical rows tie, and their order is moot)."""
+    weights = torch.linspace(1.0, 2.0, features.shape[1], dtype=torch.float64)
+    return torch.argsort(features.double() @ weights.to(features.device), stable=True)
+
+
+class _OrderFreeKID(KernelInceptionDistance):
+    """torchmetrics' KID with its (gathered) features put in a canonical order before the subset
+    draws, so the result does not depend on how the patches were split over processes."""
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        for name in ("real_features", "fake_features"):
+            features = dim_zero_cat(getattr(self, name))
+            setattr(self, name, [features[_canonical_order(features)]])
+        return super().compute()
+
+
+def _sum_over_processes(values: list[int], device: torch.device) -> list[int]:
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return values
+    total = torch.tensor(values, dtype=torch.long, device=device)
+    dist.all_reduce(total)
+    return [int(v) for v in total.tolist()]
 
 
 def _num_features(feature: nn.Module, patch_size: int) -> int:
@@ -100,7 +132,7 @@ class PatchDistances:
             with warnings.catch_warnings():
                 # Keeping every feature is what KID needs (2048 floats per patch); not news.
                 warnings.filterwarnings("ignore", message=".*save all extracted features")
-                self.kid = KernelInceptionDistance(
+                self.kid = _OrderFreeKID(
                     feature=identity,
                     normalize=True,
                     subsets=kid_subsets,
@@ -108,6 +140,7 @@ class PatchDistances:
                 )
         self.n_restored = 0
         self.n_gt = 0
+        self.device = torch.device("cpu")
 
     def _metrics(self) -> list[FrechetInceptionDistance | KernelInceptionDistance]:
         return [m for m in (self.fid, self.kid) if m is not None]
@@ -115,6 +148,7 @@ class PatchDistances:
     def to(self, device: torch.device | str) -> PatchDistances:
         """Moves the feature extractor and the accumulated states to `device`."""
         self.feature.to(device)
+        self.device = torch.device(device)
         for m in self._metrics():
             m.to(device)
         return self
@@ -140,16 +174,19 @@ class PatchDistances:
                 self.n_restored += patches.shape[0]
 
     def compute(self) -> dict[str, float]:
-        """FID, KID ×10³ (mean and std over subsets) and the patch count of each set.
+        """FID, KID ×10³ (mean and std over subsets) and the patch count of each set, over every
+        process under DDP (call it on all of them).
 
         Raises:
-            ValueError: with fewer than two patches in a set (a small image gives none).
+            ValueError: with fewer than two patches in a set (a small image gives none); raised
+                on every process alike.
         """
-        n = min(self.n_restored, self.n_gt)
+        n_restored, n_gt = _sum_over_processes([self.n_restored, self.n_gt], self.device)
+        n = min(n_restored, n_gt)
         if n < 2:
             raise ValueError(
                 f"FID/KID need at least 2 patches of {self.patch_size}² in each set, got "
-                f"{self.n_restored} restored and {self.n_gt} ground-truth patches "
+                f"{n_restored} restored and {n_gt} ground-truth patches "
                 f"(an image smaller than {self.patch_size} px gives none)"
             )
         out: dict[str, float] = {"patches": float(n)}

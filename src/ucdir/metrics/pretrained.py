@@ -16,21 +16,23 @@ from ucdir.metrics.weights import (
     ALEXNET,
     INCEPTION,
     PYIQA_NIQE,
+    CorruptWeightsError,
     MetricUnavailableError,
     MissingWeightsError,
+    WeightsFile,
     find_weights,
 )
 
 TORCH_FIDELITY_REQUIREMENT = "torch-fidelity>=0.3"
 
 
-def _load_state(path: Path) -> dict[str, Tensor]:
+def _load_state(path: Path, file: WeightsFile) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise MetricUnavailableError(f"cannot read weights file {path}: {err}") from err
+    except Exception as err:  # any failure to parse the file: pickle, zip, EOF, index errors
+        raise CorruptWeightsError(path, file, err) from err
     if not isinstance(state, dict):
-        raise MetricUnavailableError(f"{path} does not hold a state dict")
+        raise CorruptWeightsError(path, file, TypeError("it does not hold a state dict"))
     return state
 
 
@@ -64,10 +66,13 @@ def build_lpips() -> LPIPSAlex:
         warnings.simplefilter("ignore", UserWarning)
         # pnet_rand=True: a randomly initialised trunk, so torchvision downloads nothing.
         net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
-    alexnet = _load_state(path)
+    alexnet = _load_state(path, ALEXNET)
     # lpips splits torchvision's `features` Sequential into slices that keep its layer indices.
-    trunk = {k: alexnet[f"features.{k.split('.', 1)[1]}"] for k in net.net.state_dict()}
-    net.net.load_state_dict(trunk)
+    try:
+        trunk = {k: alexnet[f"features.{k.split('.', 1)[1]}"] for k in net.net.state_dict()}
+        net.net.load_state_dict(trunk)
+    except (KeyError, RuntimeError) as err:
+        raise CorruptWeightsError(path, ALEXNET, err) from err
     return LPIPSAlex(net).eval().requires_grad_(False)
 
 
@@ -111,9 +116,14 @@ def build_inception() -> InceptionFeatures:
     path = find_weights(INCEPTION)
     from torchmetrics.image.fid import NoTrainInceptionV3
 
-    net = NoTrainInceptionV3(
-        name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
-    )
+    try:
+        net = NoTrainInceptionV3(
+            name="inception-v3-compat",
+            features_list=["2048"],
+            feature_extractor_weights_path=str(path),
+        )
+    except Exception as err:  # torch-fidelity reads the file itself: any failure is the file's
+        raise CorruptWeightsError(path, INCEPTION, err) from err
     return InceptionFeatures(net).eval().requires_grad_(False)
 
 

@@ -86,6 +86,19 @@ class MissingWeightsError(MetricUnavailableError):
         )
 
 
+class CorruptWeightsError(RuntimeError):
+    """A weights file is there but cannot be read (truncated download, wrong file): an error, not
+    a skipped metric, because the user put it there and expects it to be used."""
+
+    def __init__(self, path: Path, file: WeightsFile, cause: BaseException) -> None:
+        self.path = path
+        super().__init__(
+            f"cannot read weights file {path} ({type(cause).__name__}: {str(cause)[:200]}); it is "
+            f"truncated or not {file.name}. Delete it and download it again from {file.url} "
+            f"({file.checksum})."
+        )
+
+
 def search_dirs(file: WeightsFile) -> list[Path]:
     """The folders `file` is looked up in, in order."""
     dirs = []
