@@ -1,7 +1,13 @@
 """`python -m ucdir.evaluate mode=score restored=<folder> gt=<folder> [metrics=[psnr,ssim]]`.
 
-Scores a folder of restored images against a folder of ground truth under the paper's protocol
-(`ucdir.metrics.Metrics`), pairing files by name without extension (`0001.png` ↔ `0001.jpg`).
+Two modes (`mode=auto`, the default, picks `model` when a `ckpt_path` is given):
+
+- `mode=score`: scores a folder of restored images against a folder of ground truth under the
+  paper's protocol (`ucdir.metrics.Metrics`), pairing files by name without extension
+  (`0001.png` ↔ `0001.jpg`);
+- `mode=model`: restores a task's test split with a checkpoint and scores the restoration and its
+  x_init, with the seconds per image.
+
 Prints the results table as Markdown on stdout and writes, into the run directory
 (`${hydra:runtime.output_dir}`, by default `outputs/evaluate/<date>_<time>`):
 
@@ -13,13 +19,17 @@ Prints the results table as Markdown on stdout and writes, into the run director
 A metric whose weights file (or package) is missing is skipped with a warning naming the file and
 where to put it (`on_missing=skip`, the default here); the others are still computed and written,
 and the note is repeated under the table in `results.md`. `protocol.on_missing=raise` stops before
-scoring anything instead. `mode` selects what is evaluated; this version has one mode, `score`.
+scoring anything instead.
+
+A multirun (`-m ckpt_path=… sampler=ddpm,dpmpp sampler.steps=10,50`) also writes one combined
+table of every job (`sweep_results.md`, `.csv`) into the sweep directory (`ucdir.sweep`).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -220,8 +230,11 @@ def _metrics(cfg: DictConfig) -> Metrics:
 def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     """`mode=model`: restores the task's test split with a checkpoint and scores it.
 
-    The restored images are written to `<run dir>/restored/` (with `save_images=true`), so the
-    same numbers can be recomputed later with `mode=score`.
+    Two rows: the restoration (with the sampler, its steps and the seconds per image of
+    `restore()`) and, with `score_x_init`, the checkpoint's initial prediction x_init (the
+    regression-vs-diffusion gap of the paper's tables). The restored images are written to
+    `<run dir>/restored/` (with `save_images=true`, x_init to `<run dir>/x_init/`), so the same
+    numbers can be recomputed later with `mode=score`.
     """
     from ucdir.restore import restore
     from ucdir.restore.cli import load_networks, write_png
@@ -236,36 +249,58 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     datamodule.setup("test")
     metrics = _metrics(cfg).to(device)
     metrics.reset()
-    saved = out_dir / "restored"
+    scored = {"restored": metrics}
+    if cfg.score_x_init:
+        scored["x_init"] = metrics.spawn()
     if cfg.save_images:
-        saved.mkdir(parents=True, exist_ok=True)
-    seen = 0
+        for kind in scored:
+            (out_dir / kind).mkdir(parents=True, exist_ok=True)
+    seen, seconds = 0, 0.0
     loader = datamodule.test_dataloader()
     total = len(loader) if cfg.limit is None else min(len(loader), int(cfg.limit))
     for batch in tqdm(loader, total=total, desc="restoring", unit="batch", file=sys.stderr):
         lq, gt, scalars = (t.to(device) for t in batch)
         generator = torch.Generator(device=device).manual_seed(int(cfg.seed) + seen)
+        start = time.perf_counter()
         out = restore(lq, predictor, denoiser, sampler, patch, generator, scalars=scalars)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
         names = [f"{seen + i:05d}" for i in range(gt.shape[0])]
-        metrics.update(out.restored, gt, names=names)
-        if cfg.save_images:
-            for name, image in zip(names, out.restored, strict=True):
-                write_png(image, saved / f"{name}.png")
+        images = {"restored": out.restored, "x_init": out.x_init}
+        for kind, scorer in scored.items():
+            scorer.update(images[kind], gt, names=names)
+            if cfg.save_images:
+                for name, image in zip(names, images[kind], strict=True):
+                    write_png(image, out_dir / kind / f"{name}.png")
         seen += gt.shape[0]
         if cfg.limit is not None and seen >= int(cfg.limit):
             break
-    result = metrics.compute()
+    results = {kind: scorer.compute() for kind, scorer in scored.items()}
+    steps = int(getattr(sampler, "steps", 1))
+    sampler_name = str(getattr(sampler, "name", type(sampler).__name__))
     protocol = {
         "protocol": "UCDIR paper §4.2 (official eval1.py), see ucdir.metrics",
         "checkpoint": str(cfg.ckpt_path),
         "task": cfg.task.name,
-        "sampler": f"{getattr(sampler, 'name', type(sampler).__name__)}, {sampler.steps} steps",
+        "sampler": f"{sampler_name}, {steps} steps",
         "patch": None if patch is None else repr(patch),
         "images": seen,
+        "seconds": "wall time of restore() per image on " + str(device),
         **metrics.protocol(),
     }
     name = cfg.name or f"{cfg.task.name}:{Path(str(cfg.ckpt_path)).stem}"
-    scores = FolderScores([results_row(name, result)], result.per_image, protocol)
+    rows = [
+        {
+            **results_row(name, results["restored"]),
+            "sampler": sampler_name,
+            "steps": steps,
+            "seconds": seconds / max(seen, 1),
+        }
+    ]
+    if "x_init" in results:
+        rows.append(results_row(f"{name} x_init", results["x_init"]))
+    scores = FolderScores(rows, results["restored"].per_image, protocol)
     write_results(scores.rows, out_dir, scores.protocol, scores.per_image)
     return scores
 

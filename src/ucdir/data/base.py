@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -120,10 +121,22 @@ class PairDataModule(L.LightningDataModule):
     ) -> DataLoader[PairBatch]:
         if data is None:
             raise RuntimeError(f"the {name} set of task {self.task!r} is not built; call setup()")
+        sampler = None
+        if not train and self.trainer is not None and self.trainer.world_size > 1:
+            # every evaluation sample exactly once over the processes (Lightning's default pads
+            # the last round with repeats, which would count images twice): process r gets
+            # samples r, r + N, r + 2N, ...
+            sampler = UnrepeatedDistributedSampler(
+                data,
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
         return DataLoader(
             data,
             batch_size=batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

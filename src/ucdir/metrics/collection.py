@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -152,6 +153,15 @@ class Metrics:
         except MetricUnavailableError as err:
             self.skipped.update(dict.fromkeys(names, str(err)))
             return None
+
+    def spawn(self) -> Metrics:
+        """A scorer with the same options and the same metric networks (shared, not rebuilt, so
+        nothing is looked up or warned about again) that has seen no image yet: e.g. one for the
+        restorations and one for x_init."""
+        other = copy.copy(self)
+        other._rows = []
+        other.patches = self.patches.spawn() if self.patches is not None else None
+        return other
 
     def to(self, device: torch.device | str) -> Metrics:
         """Moves the metric networks (and FID/KID states) to `device`; returns self."""

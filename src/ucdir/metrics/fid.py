@@ -141,6 +141,19 @@ class PatchDistances:
         self.n_restored = 0
         self.n_gt = 0
         self.device = torch.device("cpu")
+        self._options = {
+            "fid": fid,
+            "kid": kid,
+            "patch_size": patch_size,
+            "kid_subsets": kid_subsets,
+            "kid_subset_size": kid_subset_size,
+            "seed": seed,
+            "chunk": chunk,
+        }
+
+    def spawn(self) -> PatchDistances:
+        """Empty distances with the same options and the same feature extractor (not copied)."""
+        return PatchDistances(self.feature, **self._options).to(self.device)  # type: ignore[arg-type]
 
     def _metrics(self) -> list[FrechetInceptionDistance | KernelInceptionDistance]:
         return [m for m in (self.fid, self.kid) if m is not None]

@@ -28,6 +28,7 @@ COLUMNS: tuple[tuple[str, str, str, int], ...] = (
     ("ssim", "SSIM", "SSIM ↑", 4),
     ("ssim3d", "SSIM-3D", "SSIM-3D ↑", 4),
     ("niqe_pyiqa", "NIQE-pyiqa", "NIQE-pyiqa ↓", 4),
+    ("seconds", "seconds", "s/image ↓", 2),
 )
 PAPER_COLUMNS = ("lpips", "niqe", "fid", "kid", "psnr", "ssim")
 _COUNTS = (("images", "images"), ("patches", "patches"))
@@ -112,13 +113,26 @@ def results_markdown(rows: Sequence[Row], protocol: Mapping[str, Any]) -> str:
     return markdown_table(rows) + ("\n" + notes if notes else "")
 
 
+def _json_row(row: Row) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a `results.json` written by `write_results`."""
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise ValueError(f"{path} does not hold a list of results rows")
+    return rows
+
+
 def write_results(
     rows: Sequence[Row],
     out_dir: str | Path,
     protocol: Mapping[str, Any],
     per_image: Sequence[Row] | None = None,
 ) -> dict[str, Path]:
-    """Writes `results.md`, `results.csv`, `protocol.json` and (given rows) `per_image.csv`.
+    """Writes `results.md`, `results.csv`, `results.json` (the rows as given), `protocol.json` and
+    (given rows) `per_image.csv`.
 
     Every file is written atomically (temporary file, then rename). Metrics listed under
     `protocol["skipped"]` are explained below the Markdown table.
@@ -133,6 +147,7 @@ def write_results(
         "results.csv": results_csv(rows),
         "protocol.json": json.dumps(protocol, indent=2, ensure_ascii=False) + "\n",
     }
+    texts["results.json"] = json.dumps([_json_row(r) for r in rows], indent=2) + "\n"
     if per_image is not None:
         texts["per_image.csv"] = per_image_csv(per_image)
     for name, text in texts.items():
