@@ -141,21 +141,32 @@ class UCDIRLitModule(L.LightningModule):
             metrics.to(self.device)
         self._seen = 0
 
-    def _sample_names(self, count: int) -> list[str]:
-        """Dataset indices of the next `count` samples of this process, as names: evaluation
-        loaders go in order, and under DDP process r gets samples r, r + N, ... (`PairDataModule`
-        uses Lightning's unrepeated sampler), so the names are the same for any process count."""
+    def _positions(self, count: int) -> list[int]:
+        """Dataset indices of the next `count` samples of this process: evaluation loaders go in
+        order, and under DDP process r gets samples r, r + N, ... (`ucdir.data.base.EvalShards`),
+        so an image has the same name for any process count; indices past the end are padding."""
         world, rank = self.trainer.world_size, self.trainer.global_rank
         first, self._seen = self._seen, self._seen + count
-        return [f"{rank + world * (first + i):05d}" for i in range(count)]
+        return [rank + world * (first + i) for i in range(count)]
+
+    def _eval_size(self) -> int | None:
+        loaders = (
+            self.trainer.test_dataloaders if self.trainer.testing else self.trainer.val_dataloaders
+        )
+        dataset = getattr(loaders, "dataset", None)
+        return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
 
     def _evaluate(self, batch: PairBatch, batch_idx: int) -> dict[str, Any]:
+        positions = self._positions(batch.gt.shape[0])
+        size = self._eval_size()
+        keep = [i for i, p in enumerate(positions) if size is None or p < size]
+        if not keep:  # padding of the last DDP round
+            return {}
         sampler = self.sampler
         if self.trainer.sanity_checking and sampler.steps > self.sanity_steps:
             sampler = dataclasses.replace(sampler, steps=self.sanity_steps)  # type: ignore[type-var]
-        names = self._sample_names(batch.gt.shape[0])
         generator = torch.Generator(device=batch.lq.device).manual_seed(
-            self.val_seed + int(names[0])
+            self.val_seed + positions[0]
         )
         out: Restoration = restore(
             batch.lq,
@@ -166,9 +177,14 @@ class UCDIRLitModule(L.LightningModule):
             generator,
             scalars=batch.scalars,
         )
+        if len(keep) < len(positions):
+            index = torch.tensor(keep, device=batch.gt.device)
+            out = Restoration(out.restored[index], out.x_init[index])
+            batch = PairBatch(*(t[index.to(t.device)] for t in batch))
+        names = [f"{positions[i]:05d}" for i in keep]
         self.scores["restored"].update(out.restored, batch.gt, names)
         self.scores["x_init"].update(out.x_init, batch.gt, names)
-        return {"restoration": out, "names": names}
+        return {"restoration": out, "names": names, "batch": batch}
 
     def _log_scores(self, stage: str) -> None:
         self.results[stage] = {kind: m.compute() for kind, m in self.scores.items()}

@@ -96,7 +96,7 @@ class LogRestorations(Callback):
     ) -> None:
         if trainer.sanity_checking or not isinstance(outputs, dict) or "restoration" not in outputs:
             return
-        out, b = outputs["restoration"], PairBatch(*batch)
+        out, b = outputs["restoration"], PairBatch(*outputs.get("batch", batch))
         names: list[str] = outputs.get("names") or [f"{batch_idx}_{i}" for i in range(len(b.gt))]
         lq = _show(b.lq, tuple(b.gt.shape[-2:]))
         images = {"lq": lq, "x_init": out.x_init, "restored": out.restored, "gt": b.gt}

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import ClassVar
 
 import lightning as L
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ucdir.types import PairBatch
 
@@ -35,6 +34,27 @@ def check_scalar_names(
 def scalar_vector(values: Mapping[str, float], names: Sequence[str]) -> Tensor:
     """The (K,) float32 vector of the scalars `names`, in that order (K = 0 gives an empty one)."""
     return torch.tensor([float(values[name]) for name in names], dtype=torch.float32)
+
+
+class EvalShards(DistributedSampler[int]):
+    """Evaluation samples split over N processes: process r gets samples r, r + N, r + 2N, ...;
+    the last round is padded with sample 0 so that every process runs the same number of batches
+    (DDP needs it). Position p of process r is sample r + N·p; positions ≥ the dataset's length
+    are padding, which `UCDIRLitModule` does not score (Lightning's default sampler pads with
+    real samples that would be counted twice)."""
+
+    def __init__(self, dataset: Dataset[PairBatch], num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.size = len(dataset)  # type: ignore[arg-type]
+        self.num_samples = -(-self.size // num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        positions = range(self.rank, self.total_size, self.num_replicas)
+        return iter(i if i < self.size else 0 for i in positions)
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class PairDataModule(L.LightningDataModule):
@@ -123,15 +143,7 @@ class PairDataModule(L.LightningDataModule):
             raise RuntimeError(f"the {name} set of task {self.task!r} is not built; call setup()")
         sampler = None
         if not train and self.trainer is not None and self.trainer.world_size > 1:
-            # every evaluation sample exactly once over the processes (Lightning's default pads
-            # the last round with repeats, which would count images twice): process r gets
-            # samples r, r + N, r + 2N, ...
-            sampler = UnrepeatedDistributedSampler(
-                data,
-                num_replicas=self.trainer.world_size,
-                rank=self.trainer.global_rank,
-                shuffle=False,
-            )
+            sampler = EvalShards(data, self.trainer.world_size, self.trainer.global_rank)
         return DataLoader(
             data,
             batch_size=batch_size,

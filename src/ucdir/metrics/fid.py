@@ -16,6 +16,7 @@ of one process that saw every patch.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -62,8 +63,25 @@ def _canonical_order(features: Tensor) -> Tensor:
 
 
 class _OrderFreeKID(KernelInceptionDistance):
-    """torchmetrics' KID with its (gathered) features put in a canonical order before the subset
-    draws, so the result does not depend on how the patches were split over processes."""
+    """torchmetrics' KID made exact under DDP.
+
+    - Before a sync, each process packs its feature lists into one tensor each (an empty one if it
+      saw no patch): torchmetrics gathers list states element by element, so processes holding
+      different numbers of update chunks would otherwise wait on each other forever.
+    - The gathered features are put in a canonical order before the subset draws, so the result
+      does not depend on how the patches were split over processes.
+    """
+
+    def __init__(self, num_features: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_features = num_features
+
+    def sync(self, *args: Any, **kwargs: Any) -> None:
+        for name in ("real_features", "fake_features"):
+            parts = getattr(self, name)
+            empty = torch.empty(0, self.num_features, device=self.device)
+            setattr(self, name, [dim_zero_cat(parts) if parts else empty])
+        super().sync(*args, **kwargs)
 
     def compute(self) -> tuple[Tensor, Tensor]:
         for name in ("real_features", "fake_features"):
@@ -133,6 +151,7 @@ class PatchDistances:
                 # Keeping every feature is what KID needs (2048 floats per patch); not news.
                 warnings.filterwarnings("ignore", message=".*save all extracted features")
                 self.kid = _OrderFreeKID(
+                    identity.num_features,
                     feature=identity,
                     normalize=True,
                     subsets=kid_subsets,
