@@ -50,3 +50,23 @@ def train_cfg(tmp_path: Path):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`last.ckpt` of a one-step tiny training run (shared by the restore and evaluate tests)."""
+    from ucdir.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose(
+        "train",
+        [
+            "debug=tiny",
+            f"paths.output_dir={out}",
+            "trainer.fast_dev_run=false",
+            "trainer.max_steps=1",
+            "trainer.limit_val_batches=0",
+        ],
+    )
+    train(cfg)
+    return out / "checkpoints" / "last.ckpt"

@@ -7,30 +7,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.conftest import REPO
-from ucdir.train import train
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from tests.conftest import compose
-
-    out = tmp_path_factory.mktemp("run")
-    cfg = compose(
-        "train",
-        [
-            "debug=tiny",
-            f"paths.output_dir={out}",
-            "trainer.fast_dev_run=false",
-            "trainer.max_steps=1",
-            "trainer.limit_val_batches=0",
-        ],
-    )
-    train(cfg)
-    return out / "checkpoints" / "last.ckpt"
 
 
 def restore_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

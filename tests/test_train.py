@@ -168,8 +168,8 @@ def test_multirun_sweep(tmp_path: Path) -> None:
     out = run_cli(
         [
             "-m",
-            "sampler.steps=10,50",
-            "model.denoiser.kernels=4,8",
+            "model.denoiser.kernels=4,8",  # a training ablation: 4 different models
+            "model.denoiser.guide=initial,degraded",
             "debug=tiny",
             f"hydra.sweep.dir={tmp_path / 'sweep'}",
         ],

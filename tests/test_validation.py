@@ -222,3 +222,13 @@ def test_val_metrics_selects_what_is_scored(train_cfg) -> None:
     model._start_scoring()
     assert model.scores["restored"].names == ["psnr", "ssim"]
     assert model.scores["x_init"].names == ["psnr", "ssim"]
+
+
+def test_trainer_test_scores_like_validation(train_cfg) -> None:
+    cfg = train_cfg("trainer.fast_dev_run=false", "val_metrics=[psnr,ssim,niqe]")
+    datamodule, model, trainer = build(cfg)
+    (logged,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    assert {"test/psnr", "test/ssim", "test/niqe", "test/x_init/psnr"} <= logged.keys()
+    result = model.results["test"]["restored"]
+    assert logged["test/psnr"] == pytest.approx(result.aggregate["psnr"])
+    assert [r["name"] for r in result.per_image] == ["00000"]

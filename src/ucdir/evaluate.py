@@ -182,6 +182,7 @@ def score_folders(
         "pairing": "by file name without extension" + (", recursive" if recursive else ""),
         "pairs": len(pairs),
         **metrics.protocol(),
+        "skipped": result.skipped,  # also what the data could not give (small images)
     }
     return FolderScores([results_row(method, result)], result.per_image, protocol)
 
@@ -288,6 +289,7 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
         "images": seen,
         "seconds": "wall time of restore() per image on " + str(device),
         **metrics.protocol(),
+        "skipped": {k: v for r in results.values() for k, v in r.skipped.items()},
     }
     name = cfg.name or f"{cfg.task.name}:{Path(str(cfg.ckpt_path)).stem}"
     rows = [

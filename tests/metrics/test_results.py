@@ -10,7 +10,7 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 
 from ucdir.metrics import MetricsResult, log_results_table, markdown_table, results_row
-from ucdir.metrics.results import results_markdown, write_results
+from ucdir.metrics.results import read_results, results_markdown, write_results
 
 RESULT = MetricsResult(
     aggregate={"images": 2.0, "psnr": 24.5785, "ssim": 0.76911, "niqe": 6.1292, "patches": 20.0},
@@ -41,7 +41,14 @@ def test_write_results_writes_every_file(tmp_path: Path) -> None:
     paths = write_results(
         [results_row("blur", RESULT)], tmp_path / "run", PROTOCOL, RESULT.per_image
     )
-    assert sorted(paths) == ["per_image.csv", "protocol.json", "results.csv", "results.md"]
+    assert sorted(paths) == [
+        "per_image.csv",
+        "protocol.json",
+        "results.csv",
+        "results.json",
+        "results.md",
+    ]
+    assert read_results(paths["results.json"]) == [results_row("blur", RESULT)]
     with open(paths["results.csv"]) as f:
         (row,) = list(csv.DictReader(f))
     assert list(row)[:7] == ["method", "LPIPS", "NIQE", "FID", "KID", "PSNR", "SSIM"]

@@ -146,6 +146,7 @@ class Metrics:
             log.warning("metric %s is skipped: %s", name, why)
         self.names = [m for m in METRIC_NAMES if m in wanted and m not in self.skipped]
         self._rows: list[Row] = []
+        self._noted: set[str] = set()
 
     def _build(self, names: Sequence[str], build: Callable[[], nn.Module]) -> nn.Module | None:
         try:
@@ -159,7 +160,7 @@ class Metrics:
         nothing is looked up or warned about again) that has seen no image yet: e.g. one for the
         restorations and one for x_init."""
         other = copy.copy(self)
-        other._rows = []
+        other._rows, other._noted = [], set()
         other.patches = self.patches.spawn() if self.patches is not None else None
         return other
 
@@ -258,8 +259,9 @@ class Metrics:
                 skipped.update(
                     dict.fromkeys([m for m in ("fid", "kid") if m in self.names], str(err))
                 )
-        for name in skipped.keys() - self.skipped.keys():
+        for name in sorted(skipped.keys() - self.skipped.keys() - self._noted):
             log.warning("metric %s is not reported: %s", name, skipped[name])
+            self._noted.add(name)  # once per scorer, not at every validation
         return MetricsResult(aggregate, rows, skipped)
 
     def protocol(self) -> dict[str, object]:

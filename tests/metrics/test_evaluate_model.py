@@ -1,0 +1,113 @@
+"""`evaluate` with a checkpoint: restoration and x_init rows, seconds per image, the combined
+table of a sampler sweep; scoring images too small for NIQE/FID/KID."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import REPO, compose
+from ucdir.evaluate import run
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "UCDIR_WEIGHTS_DIR"}
+    env["TORCH_HOME"] = str(tmp_path / "torch_home")  # empty caches; nothing may download
+    env["UCDIR_LOG_DIR"] = str(tmp_path / "logs")
+    return subprocess.run(
+        [sys.executable, "-m", "ucdir.evaluate", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_model_mode_reports_restoration_and_x_init_with_seconds(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    cfg = compose(
+        "eval",
+        [f"ckpt_path={checkpoint}", "sampler.steps=2", "patch=none", "metrics=[psnr,ssim,niqe]"],
+    )
+    scores = run(cfg, tmp_path / "run")
+    restored, x_init = scores.rows
+    assert restored["sampler"] == "DDPMScheduler" and restored["steps"] == 2
+    assert restored["seconds"] > 0 and "seconds" not in x_init
+    assert x_init["method"] == f"{restored['method']} x_init"
+    assert restored["psnr"] != x_init["psnr"]
+    # x_init's row is what `mode=score` gives on the saved x_init images
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    chelsea = REPO / "src" / "ucdir" / "assets" / "samples" / "val" / "chelsea.png"
+    # the held-out photo as the samples task serves it: the ground truth of image 00000
+    Image.open(chelsea).convert("RGB").save(gt / "00000.png")
+    again = run(
+        compose(
+            "eval",
+            [f"restored={tmp_path / 'run' / 'x_init'}", f"gt={gt}", "metrics=[psnr,ssim,niqe]"],
+        ),
+        tmp_path / "score",
+    )
+    for metric in ("psnr", "ssim", "niqe"):
+        assert abs(again.rows[0][metric] - x_init[metric]) < 1e-4
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["method"] for r in saved] == [restored["method"], x_init["method"]]
+    header = (tmp_path / "run" / "results.csv").read_text().splitlines()[0]
+    assert header.endswith("seconds,images,patches") or "seconds" in header
+
+
+def test_a_sampler_sweep_writes_one_combined_table(checkpoint: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    out = _cli(
+        tmp_path,
+        "-m",
+        f"ckpt_path={checkpoint}",
+        "sampler=ddpm,dpmpp,regression",
+        "sampler.steps=1,2",
+        "patch=none",
+        "metrics=[psnr,ssim]",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(sweep / "sweep_results.csv") as f:
+        rows = list(csv.DictReader(f))
+    labels = [r["method"] for r in rows]
+    jobs = [
+        f"sampler={s} sampler.steps={n}" for s in ("ddpm", "dpmpp", "regression") for n in (1, 2)
+    ]
+    assert [x for x in labels if "x_init" not in x] == jobs
+    assert labels.count(f"{jobs[0]} · x_init") == 1  # the same x_init in every job: once
+    assert all(r["seconds"] for r in rows if "x_init" not in r["method"])
+    assert "| sampler=ddpm sampler.steps=1 |" in out.stdout
+    assert (sweep / "sweep_results.md").read_text() in out.stdout
+
+
+def test_scoring_images_too_small_for_niqe_reports_the_rest(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for folder in ("restored", "gt"):
+        (tmp_path / folder).mkdir()
+        for i in range(3):
+            array = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(array).save(tmp_path / folder / f"{i}.png")
+    out = _cli(
+        tmp_path,
+        "mode=score",
+        f"restored={tmp_path / 'restored'}",
+        f"gt={tmp_path / 'gt'}",
+        "metrics=[niqe,psnr,ssim]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(tmp_path / "run" / "results.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["NIQE"] == "" and float(row["PSNR"]) > 0 and float(row["SSIM"]) < 1
+    assert "**niqe** not computed: 3 of 3 images are too small" in out.stdout
