@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from ucdir.callbacks import StoreConfig
-from ucdir.checkpoints import load_state
+from ucdir.checkpoints import load_state, read_checkpoint
 from ucdir.lit_module import UCDIRLitModule
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         rank_zero_info(f"parameters: {model.num_parameters()}")
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        if cfg.ckpt_path:
+            read_checkpoint(cfg.ckpt_path)  # a clear error for a missing, empty or unsafe file
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     finally:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import ucdir
-from ucdir.checkpoints import file_hash, load_state, read_checkpoint, run_config
+from ucdir.checkpoints import check_targets, file_hash, load_state, read_checkpoint, run_config
 from ucdir.data.images import list_images, read_image
 from ucdir.restore.core import restore
 
@@ -36,6 +36,8 @@ def load_networks(ckpt_path: str | Path, device: torch.device) -> tuple[nn.Modul
     rebuilt from the run configuration stored inside it."""
     ckpt = read_checkpoint(ckpt_path)
     cfg = run_config(ckpt)
+    for part in ("predictor", "denoiser"):  # a config from a file builds only our networks
+        check_targets(cfg["model"][part], ("ucdir.models.",), f"ckpt_path: model.{part}")
     predictor = instantiate(cfg["model"]["predictor"])
     denoiser = instantiate(cfg["model"]["denoiser"])
     load_state(predictor, ckpt, prefix="predictor.")
