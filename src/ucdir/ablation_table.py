@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -26,11 +25,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
+from ucdir.config_files import config_dir
 from ucdir.models import ConditionalUNet, InitialPredictor
 from ucdir.stats import count_params, network_macs
 from ucdir.types import Cond
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = config_dir()
 ABLATION_DIR = CONFIG_DIR / "experiment" / "ablation"
 
 

@@ -41,6 +41,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from ucdir.config_files import config_dir
 from ucdir.diffusion.patching import PatchSplit
 from ucdir.models import ConditionalUNet, InitialPredictor
 from ucdir.stats import count_params, network_macs
@@ -48,7 +49,7 @@ from ucdir.types import Cond
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = config_dir()
 SECTIONS = ("forward", "restore", "patch", "train", "precision")
 
 # notes §9.3: the official networks (DY3h inner 64 = model=ucdir, inner 32 = model=small) on a
@@ -567,7 +568,7 @@ def to_markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="bench")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="bench")
 def main(cfg: DictConfig) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("bench: %(message)s"))

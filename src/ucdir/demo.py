@@ -27,6 +27,7 @@ from torchmetrics.functional.image import (
 
 from ucdir.callbacks.images import panel
 from ucdir.checkpoints import load_state
+from ucdir.config_files import CONFIG_DIR
 from ucdir.restore import restore
 from ucdir.restore.cli import write_png
 from ucdir.train import train
@@ -88,7 +89,7 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, object]:
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="demo")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="demo")
 def main(cfg: DictConfig) -> None:
     result = demo(cfg, Path(HydraConfig.get().runtime.output_dir))
     lines = [

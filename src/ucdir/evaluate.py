@@ -44,6 +44,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from tqdm import tqdm
 
+from ucdir.config_files import CONFIG_DIR
 from ucdir.data.images import read_image as read_rgb
 from ucdir.metrics import (
     CorruptWeightsError,
@@ -320,7 +321,7 @@ def run(cfg: DictConfig, out_dir: Path) -> FolderScores:
     raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     scores = run(cfg, out_dir)

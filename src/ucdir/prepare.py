@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from ucdir.config_files import CONFIG_DIR
 from ucdir.data.sid import SIDDataModule
 from ucdir.data.sid_cache import build_cache
 
@@ -37,7 +38,7 @@ def prepare(cfg: DictConfig) -> int:
     return len(jobs)
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="prepare")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
 

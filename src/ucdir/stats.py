@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ucdir.config_files import CONFIG_DIR
 from ucdir.models import ConditionalUNet, InitialPredictor
 from ucdir.types import Cond
 
@@ -95,7 +96,7 @@ def stats(cfg: DictConfig) -> dict[str, object]:
     }
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="stats")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="stats")
 def main(cfg: DictConfig) -> None:
     sys.stdout.write(json.dumps(stats(cfg)) + "\n")
 

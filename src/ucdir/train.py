@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ucdir.callbacks import StoreConfig
 from ucdir.checkpoints import load_state, read_checkpoint
+from ucdir.config_files import CONFIG_DIR
 from ucdir.lit_module import UCDIRLitModule
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     # multirun sweeps (e.g. with a sweeper plugin) optimise the returned value

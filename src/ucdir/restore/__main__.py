@@ -3,10 +3,11 @@
 import hydra
 from omegaconf import DictConfig
 
+from ucdir.config_files import CONFIG_DIR
 from ucdir.restore.cli import run
 
 
-@hydra.main(version_base="1.3", config_path="../../../configs", config_name="restore")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="restore")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -1,0 +1,1 @@
+"""The residual diffusion: noise schedules, the training objective, samplers and patch splitting."""

@@ -1,0 +1,142 @@
+"""Training objectives: the residual diffusion loss (paper Eq. 1) and the regression baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ucdir.diffusion.schedules import Schedule, gammas
+from ucdir.types import Cond
+
+
+def to_diffusion(image: Tensor) -> Tensor:
+    """[0, 1] image -> [-1, 1], the scale of everything inside the diffusion."""
+    return image * 2 - 1
+
+
+def from_diffusion(image: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] image (not clamped)."""
+    return (image + 1) / 2
+
+
+def make_cond(lq: Tensor, x_init: Tensor, scalars: Tensor | None) -> Cond:
+    """Conditioning from the degraded input and the initial prediction, both in [-1, 1].
+
+    A packed-raw lq (half resolution) is brought to x_init's size by nearest upsampling so it can
+    be concatenated to x_t; an empty (B, 0) scalar tensor becomes None.
+    """
+    if lq.shape[-2:] != x_init.shape[-2:]:
+        lq = F.interpolate(lq, size=x_init.shape[-2:], mode="nearest")
+    if scalars is not None and scalars.numel() == 0:
+        scalars = None
+    return Cond(lq, x_init, scalars)
+
+
+class Loss(NamedTuple):
+    """The total loss and its parts (for logging)."""
+
+    loss: Tensor
+    main: Tensor
+    aux: Tensor
+
+
+def _distance(a: Tensor, b: Tensor, kind: str) -> Tensor:
+    return F.l1_loss(a, b) if kind == "l1" else F.mse_loss(a, b)
+
+
+def _with_aux(main: Tensor, x_init: Tensor, gt: Tensor, weight: float) -> Loss:
+    """The main loss plus `weight` × L1(u(lq), gt) (computed only when the weight is > 0)."""
+    aux = F.l1_loss(x_init, gt) if weight > 0 else main.new_zeros(())
+    return Loss(main + weight * aux, main, aux)
+
+
+@dataclass(frozen=True)
+class ResidualObjective:
+    """Paper Eq. 1: predict the noise of the noisy residual of the initial prediction.
+
+    r0 = gt − u(lq) (in [-1, 1] image scale; u is not detached, so it is trained jointly through
+    this loss as in the official code); gamma is drawn per sample uniformly between adjacent
+    levels sqrt(alpha_bar_t), sqrt(alpha_bar_{t-1}) of `schedule` with t uniform in 1..T (the
+    official draws one t per batch); x_t = gamma·r0 + sqrt(1 − gamma²)·eps; the loss is the mean
+    L1 (or L2) between eps and f(concat(lq, x_t), gamma, guide = u(lq), scalars).
+
+    Args:
+        schedule: the training schedule (official: linear, 2000 steps, 1e-6 → 0.01).
+        loss: "l1" (official) or "l2".
+        aux_l1_weight: weight of an extra L1(u(lq), gt) (0 = official).
+    """
+
+    schedule: Schedule
+    loss: Literal["l1", "l2"] = "l1"
+    aux_l1_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+        if self.aux_l1_weight < 0:
+            raise ValueError(f"aux_l1_weight must be >= 0, got {self.aux_l1_weight!r}")
+
+    def sample_gamma(
+        self, batch: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """(B,) continuous signal levels, piecewise uniform with equal mass per schedule step."""
+        levels = gammas(self.schedule).to(device=device, dtype=torch.float32)
+        gen_device = generator.device if generator is not None else device
+        t = torch.randint(
+            1, self.schedule.num_steps + 1, (batch,), generator=generator, device=gen_device
+        )
+        u = torch.rand(batch, generator=generator, device=gen_device)
+        t, u = t.to(device), u.to(device)
+        return levels[t] + u * (levels[t - 1] - levels[t])
+
+    def __call__(
+        self,
+        predictor: nn.Module,
+        denoiser: nn.Module,
+        lq: Tensor,
+        gt: Tensor,
+        scalars: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Loss:
+        """lq, gt: [0, 1] images ((B, C, H, W), lq possibly packed raw); returns the loss."""
+        lq = to_diffusion(lq)
+        x_init = predictor(lq)
+        gt = to_diffusion(gt)
+        r0 = gt - x_init
+        b = gt.shape[0]
+        gamma = self.sample_gamma(b, gt.device, generator)
+        g = gamma.view(b, 1, 1, 1)
+        gen_device = generator.device if generator is not None else gt.device
+        eps = torch.randn(r0.shape, generator=generator, device=gen_device).to(gt.device, gt.dtype)
+        x_t = g * r0 + (1 - g**2).sqrt() * eps
+        eps_hat = denoiser(x_t, gamma, make_cond(lq, x_init, scalars))
+        return _with_aux(_distance(eps_hat, eps, self.loss), x_init, gt, self.aux_l1_weight)
+
+
+@dataclass(frozen=True)
+class RegressionObjective:
+    """The regression baseline: the same two networks, one forward with a zero noise input at
+    gamma = 1, the output read as the residual; L1 (or L2) of x_init + residual to gt."""
+
+    loss: Literal["l1", "l2"] = "l1"
+    aux_l1_weight: float = 0.0
+
+    def __call__(
+        self,
+        predictor: nn.Module,
+        denoiser: nn.Module,
+        lq: Tensor,
+        gt: Tensor,
+        scalars: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Loss:
+        lq = to_diffusion(lq)
+        x_init = predictor(lq)
+        gt = to_diffusion(gt)
+        gamma = torch.ones(gt.shape[0], device=gt.device)
+        r0 = denoiser(torch.zeros_like(x_init), gamma, make_cond(lq, x_init, scalars))
+        return _with_aux(_distance(x_init + r0, gt, self.loss), x_init, gt, self.aux_l1_weight)

@@ -1,0 +1,36 @@
+"""Conversions between the noise and the residual at a signal level gamma (x_t = γ·r0 + σ·ε,
+σ = sqrt(1 − γ²)): used by every transform of a step's prediction (clamping, guidance).
+
+Computed in float64 (float32 on MPS, which has none): at the last sampling steps γ ≈ 0.9999995,
+and σ = sqrt(1 − γ²) from a float32 γ is off by several percent (1 − γ² cancels), which would
+turn a clamp of the residual into a different step than the scheduler's own posterior. Pass
+gamma in float64 (as `Sampler` does) to keep σ exact; the results have the dtype of `x_t`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _wide(like: Tensor) -> torch.dtype:
+    return torch.float32 if like.device.type == "mps" else torch.float64
+
+
+def _levels(gamma: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    g = gamma.reshape(-1, 1, 1, 1).to(like.device, _wide(like))
+    return g, (1 - g * g).clamp_min(1e-30).sqrt()
+
+
+def residual_from_eps(x_t: Tensor, gamma: Tensor, eps: Tensor) -> Tensor:
+    """r̂0 = (x_t − σ·ε̂)/γ."""
+    g, s = _levels(gamma, x_t)
+    wide = g.dtype
+    return ((x_t.to(wide) - s * eps.to(wide)) / g).to(x_t.dtype)
+
+
+def eps_from_residual(x_t: Tensor, gamma: Tensor, r0: Tensor) -> Tensor:
+    """ε = (x_t − γ·r0)/σ, the noise consistent with a residual estimate."""
+    g, s = _levels(gamma, x_t)
+    wide = g.dtype
+    return ((x_t.to(wide) - g * r0.to(wide)) / s).to(x_t.dtype)

@@ -1,0 +1,152 @@
+"""The reverse process: one adapter that runs any `diffusers` scheduler on our noise predictor."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import SchedulerMixin
+from torch import Tensor
+
+from ucdir.diffusion.parametrization import eps_from_residual, residual_from_eps
+from ucdir.diffusion.schedules import Schedule
+from ucdir.types import Cond, EpsFn
+
+StepCallback = Callable[[int, Tensor], None]
+"""callback(step index, x after the step) for progress bars and intermediate states."""
+
+
+def clamp_residual(eps_fn: EpsFn, limit: float) -> EpsFn:
+    """Clamps each step's residual estimate r̂0 = (x_t − sqrt(1 − γ²)·ε̂)/γ to [−limit, limit] and
+    returns the ε consistent with it (the official `clip_denoised`, for every scheduler).
+
+    The conversions run in float64 (`ucdir.diffusion.parametrization`); given gamma in float64
+    (as `Sampler` passes it), the scheduler's step on the returned ε is the step on the clamped
+    residual, also at the last steps where γ ≈ 1."""
+
+    def clamped(x_t: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
+        r0 = residual_from_eps(x_t, gamma, eps_fn(x_t, gamma, cond)).clamp(-limit, limit)
+        return eps_from_residual(x_t, gamma, r0)
+
+    return clamped
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Runs a diffusers scheduler built on `schedule` for `steps` steps.
+
+    For each scheduler timestep t the network gets gamma = sqrt(alphas_cumprod[t]) and returns
+    eps; `scheduler.step` does the update. The default (ddpm on the 50-step linear 1e-6 → 0.4
+    schedule, residual clamped to [−1, 1]) is the paper's sampler.
+
+    Args:
+        scheduler: a diffusers scheduler class or partial, called with `num_train_timesteps` and
+            `trained_betas` from `schedule`.
+        schedule: the β list the scheduler runs on.
+        steps: number of sampling steps (≤ schedule.num_steps).
+        clip_residual: clamp of the residual estimate at every step (None = off).
+        eta: DDIM's η, passed to schedulers that take one.
+    """
+
+    scheduler: Callable[..., SchedulerMixin]
+    schedule: Schedule
+    steps: int = 50
+    clip_residual: float | None = 1.0
+    eta: float = 0.0
+    _template: Any = field(init=False, repr=False, compare=False)  # a diffusers scheduler
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= self.schedule.num_steps:
+            raise ValueError(
+                f"steps must be in 1..{self.schedule.num_steps} (the schedule's length), "
+                f"got {self.steps!r}"
+            )
+        template = self.scheduler(
+            num_train_timesteps=self.schedule.num_steps,
+            trained_betas=self.schedule.betas.tolist(),
+        )
+        object.__setattr__(self, "_template", template)
+
+    @property
+    def name(self) -> str:
+        """The scheduler's class name (for sidecars and logs)."""
+        return type(self._template).__name__
+
+    def _step_kwargs(self, generator: torch.Generator | None) -> dict[str, Any]:
+        params = inspect.signature(self._template.step).parameters
+        kwargs: dict[str, Any] = {}
+        if "generator" in params:
+            kwargs["generator"] = generator
+        if "eta" in params:
+            kwargs["eta"] = self.eta
+        return kwargs
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        eps_fn: EpsFn,
+        x_T: Tensor,
+        cond: Cond,
+        *,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """Samples the residual r0 (in [-1, 1] image scale) starting from x_T (B, C, H, W)."""
+        sched = copy.deepcopy(self._template)  # schedulers are stateful; never share one
+        sched.set_timesteps(self.steps, device=x_T.device)
+        # float64 levels: sqrt(1 − γ²) must match the scheduler's sqrt(1 − ᾱ) at γ ≈ 1, where a
+        # float32 γ loses it (see `clamp_residual`); the network casts gamma to its own dtype.
+        wide = torch.float32 if x_T.device.type == "mps" else torch.float64
+        levels = sched.alphas_cumprod.to(x_T.device, wide).sqrt()
+        if self.clip_residual is not None:
+            eps_fn = clamp_residual(eps_fn, self.clip_residual)
+        kwargs = self._step_kwargs(generator)
+        x = x_T
+        for i, t in enumerate(sched.timesteps):
+            gamma = levels[t].expand(x.shape[0])
+            eps = eps_fn(x, gamma, cond).to(x.dtype)
+            x = sched.step(eps, t, x, **kwargs).prev_sample
+            if callback is not None:
+                callback(i, x)
+        return x
+
+    def initial_noise(
+        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
+        device = generator.device if generator is not None else like.device
+        return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+
+
+@dataclass(frozen=True)
+class RegressionSampler:
+    """The regression baseline's inference: one network call at gamma = 1 with a zero noise input,
+    its output read as the residual (same interface as `Sampler`)."""
+
+    steps: int = 1  # accepted so a shared `sampler.steps` override composes; always one call
+    name: str = "regression"
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        eps_fn: EpsFn,
+        x_T: Tensor,
+        cond: Cond,
+        *,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        zeros = torch.zeros_like(x_T)
+        r0 = eps_fn(zeros, torch.ones(x_T.shape[0], device=x_T.device, dtype=x_T.dtype), cond)
+        if callback is not None:
+            callback(0, r0)
+        return r0
+
+    def initial_noise(
+        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        return torch.zeros(shape, device=like.device, dtype=like.dtype)

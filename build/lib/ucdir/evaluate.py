@@ -1,0 +1,333 @@
+"""`python -m ucdir.evaluate mode=score restored=<folder> gt=<folder> [metrics=[psnr,ssim]]`.
+
+Two modes (`mode=auto`, the default, picks `model` when a `ckpt_path` is given):
+
+- `mode=score`: scores a folder of restored images against a folder of ground truth under the
+  paper's protocol (`ucdir.metrics.Metrics`), pairing files by name without extension
+  (`0001.png` ↔ `0001.jpg`);
+- `mode=model`: restores a task's test split with a checkpoint and scores the restoration and its
+  x_init, with the seconds per image.
+
+Prints the results table as Markdown on stdout and writes, into the run directory
+(`${hydra:runtime.output_dir}`, by default `outputs/evaluate/<date>_<time>`):
+
+- `results.md`, `results.csv`: one row for the method (`name=`, default: the restored folder's
+  name), columns LPIPS, NIQE, FID, KID (×10³), PSNR, SSIM as in the paper's tables;
+- `per_image.csv`: the per-image values;
+- `protocol.json`: how each metric was computed, versions, and the metrics that were skipped.
+
+A metric whose weights file (or package) is missing is skipped with a warning naming the file and
+where to put it (`on_missing=skip`, the default here); the others are still computed and written,
+and the note is repeated under the table in `results.md`. `protocol.on_missing=raise` stops before
+scoring anything instead.
+
+A multirun (`-m ckpt_path=… sampler=ddpm,dpmpp sampler.steps=10,50`) also writes one combined
+table of every job (`sweep_results.md`, `.csv`) into the sweep directory (`ucdir.sweep`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from tqdm import tqdm
+
+from ucdir.config_files import CONFIG_DIR
+from ucdir.data.images import read_image as read_rgb
+from ucdir.metrics import (
+    CorruptWeightsError,
+    Metrics,
+    MetricUnavailableError,
+    results_markdown,
+    results_row,
+    write_results,
+)
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "score", "model")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class FolderScores(NamedTuple):
+    """What `score_folders` returns.
+
+    Attributes:
+        rows: the results-table rows (one: the scored method).
+        per_image: one row per image pair.
+        protocol: the metrics' protocol plus the folders and the pairing rule.
+    """
+
+    rows: list[dict[str, Any]]
+    per_image: list[dict[str, Any]]
+    protocol: dict[str, Any]
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> dict[str, Path]:
+    """Image files of a folder by key = path relative to it, without extension.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist.
+        ValueError: if two files share a key (`a.png` and `a.jpg`).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
+    images: dict[str, Path] = {}
+    for path in files:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        key = path.relative_to(root).with_suffix("").as_posix()
+        if key in images:
+            raise ValueError(f"two images in {root} have the name {key!r}: {images[key]}, {path}")
+        images[key] = path
+    return images
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            return width, height
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def pair_images(
+    restored_dir: str | Path, gt_dir: str | Path, recursive: bool = False
+) -> list[tuple[str, Path, Path]]:
+    """(name, restored path, gt path) for every image name present in both folders.
+
+    Raises:
+        ValueError: listing every unmatched file on either side, and every pair whose sizes differ.
+    """
+    restored, gt = list_images(restored_dir, recursive), list_images(gt_dir, recursive)
+    problems = []
+    if only_restored := sorted(restored.keys() - gt.keys()):
+        problems.append(f"no ground truth in {gt_dir} for: {', '.join(only_restored)}")
+    if only_gt := sorted(gt.keys() - restored.keys()):
+        problems.append(f"no restored image in {restored_dir} for: {', '.join(only_gt)}")
+    names = sorted(restored.keys() & gt.keys())
+    if not names and not problems:
+        problems.append(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {restored_dir}")
+    for name in names:
+        rs, gs = _image_size(restored[name]), _image_size(gt[name])
+        if rs != gs:
+            problems.append(
+                f"size mismatch for {name}: restored {rs[0]}×{rs[1]}, gt {gs[0]}×{gs[1]}"
+            )
+    if problems:
+        raise ValueError("cannot pair the folders:\n" + "\n".join(problems))
+    return [(name, restored[name], gt[name]) for name in names]
+
+
+def read_image(path: str | Path) -> Tensor:
+    """An image file as (3, H, W) float32 RGB in [0, 1] (8/16-bit, grey, palette; alpha dropped),
+    read like every other image of the package (`ucdir.data.images.read_image`).
+
+    Raises:
+        ValueError: for an unreadable or truncated file.
+    """
+    return torch.from_numpy(read_rgb(path, "image")).permute(2, 0, 1).contiguous()
+
+
+def score_folders(
+    restored_dir: str | Path,
+    gt_dir: str | Path,
+    metrics: Metrics,
+    *,
+    name: str | None = None,
+    recursive: bool = False,
+    device: str | torch.device = "cpu",
+) -> FolderScores:
+    """Scores every restored image against the ground-truth image of the same name.
+
+    Args:
+        restored_dir: folder of restored images (any method's outputs).
+        gt_dir: folder of ground-truth images.
+        metrics: the scorer; reset first, then fed one pair at a time (sizes may differ).
+        name: the method's name in the table; the restored folder's name when None.
+        recursive: also pair images in sub-folders (by relative path).
+        device: where the metric networks run.
+
+    Returns:
+        The table row, the per-image rows and the protocol.
+    """
+    pairs = pair_images(restored_dir, gt_dir, recursive)
+    metrics.reset()
+    metrics.to(device)
+    for i, (key, restored_path, gt_path) in enumerate(pairs, 1):
+        restored, gt = (read_image(p).unsqueeze(0).to(device) for p in (restored_path, gt_path))
+        metrics.update(restored, gt, names=[key])
+        if i % 50 == 0 or i == len(pairs):
+            log.info("scored %d/%d images", i, len(pairs))
+    result = metrics.compute()
+    method = name or Path(restored_dir).resolve().name
+    protocol = {
+        "protocol": "UCDIR paper §4.2 (official eval1.py), see ucdir.metrics",
+        "restored": str(Path(restored_dir).resolve()),
+        "gt": str(Path(gt_dir).resolve()),
+        "pairing": "by file name without extension" + (", recursive" if recursive else ""),
+        "pairs": len(pairs),
+        **metrics.protocol(),
+        "skipped": result.skipped,  # also what the data could not give (small images)
+    }
+    return FolderScores([results_row(method, result)], result.per_image, protocol)
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _check_output_dir(out_dir: Path, inputs: Sequence[str | Path]) -> None:
+    for folder in inputs:
+        if out_dir.resolve() == Path(folder).resolve():
+            raise ValueError(f"the run directory {out_dir} is an input folder; choose another one")
+
+
+def score_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
+    """`mode=score`: scores `cfg.restored` against `cfg.gt` and writes the results files."""
+    for key in ("restored", "gt"):
+        if cfg.get(key) is None:
+            raise ValueError(f"mode=score needs {key}=<folder>")
+    _check_output_dir(out_dir, [cfg.restored, cfg.gt])
+    metrics = _metrics(cfg)
+    scores = score_folders(
+        cfg.restored,
+        cfg.gt,
+        metrics,
+        name=cfg.name,
+        recursive=cfg.recursive,
+        device=_resolve_device(cfg.device),
+    )
+    write_results(scores.rows, out_dir, scores.protocol, scores.per_image)
+    return scores
+
+
+def _metrics(cfg: DictConfig) -> Metrics:
+    try:
+        return instantiate(cfg.protocol)
+    except InstantiationException as err:
+        # Surface the scorer's own message (a missing weights file, a bad option), not Hydra's.
+        if isinstance(err.__cause__, MetricUnavailableError | CorruptWeightsError | ValueError):
+            raise err.__cause__ from None
+        raise
+
+
+def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
+    """`mode=model`: restores the task's test split with a checkpoint and scores it.
+
+    Two rows: the restoration (with the sampler, its steps and the seconds per image of
+    `restore()`) and, with `score_x_init`, the checkpoint's initial prediction x_init (the
+    regression-vs-diffusion gap of the paper's tables). The restored images are written to
+    `<run dir>/restored/` (with `save_images=true`, x_init to `<run dir>/x_init/`), so the same
+    numbers can be recomputed later with `mode=score`.
+    """
+    from ucdir.restore import restore
+    from ucdir.restore.cli import load_networks, write_png
+
+    if not cfg.get("ckpt_path"):
+        raise ValueError("mode=model needs ckpt_path=<checkpoint of a ucdir training run>")
+    device = torch.device(_resolve_device(cfg.device))
+    predictor, denoiser, _ = load_networks(cfg.ckpt_path, device)
+    sampler = instantiate(cfg.sampler)
+    patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("test")
+    metrics = _metrics(cfg).to(device)
+    metrics.reset()
+    scored = {"restored": metrics}
+    if cfg.score_x_init:
+        scored["x_init"] = metrics.spawn()
+    if cfg.save_images:
+        for kind in scored:
+            (out_dir / kind).mkdir(parents=True, exist_ok=True)
+    seen, seconds = 0, 0.0
+    loader = datamodule.test_dataloader()
+    total = len(loader) if cfg.limit is None else min(len(loader), int(cfg.limit))
+    for batch in tqdm(loader, total=total, desc="restoring", unit="batch", file=sys.stderr):
+        lq, gt, scalars = (t.to(device) for t in batch)
+        generator = torch.Generator(device=device).manual_seed(int(cfg.seed) + seen)
+        start = time.perf_counter()
+        out = restore(lq, predictor, denoiser, sampler, patch, generator, scalars=scalars)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
+        names = [f"{seen + i:05d}" for i in range(gt.shape[0])]
+        images = {"restored": out.restored, "x_init": out.x_init}
+        for kind, scorer in scored.items():
+            scorer.update(images[kind], gt, names=names)
+            if cfg.save_images:
+                for name, image in zip(names, images[kind], strict=True):
+                    write_png(image, out_dir / kind / f"{name}.png")
+        seen += gt.shape[0]
+        if cfg.limit is not None and seen >= int(cfg.limit):
+            break
+    results = {kind: scorer.compute() for kind, scorer in scored.items()}
+    steps = int(getattr(sampler, "steps", 1))
+    sampler_name = str(getattr(sampler, "name", type(sampler).__name__))
+    protocol = {
+        "protocol": "UCDIR paper §4.2 (official eval1.py), see ucdir.metrics",
+        "checkpoint": str(cfg.ckpt_path),
+        "task": cfg.task.name,
+        "sampler": f"{sampler_name}, {steps} steps",
+        "patch": None if patch is None else repr(patch),
+        "images": seen,
+        "seconds": "wall time of restore() per image on " + str(device),
+        **metrics.protocol(),
+        "skipped": {k: v for r in results.values() for k, v in r.skipped.items()},
+    }
+    name = cfg.name or f"{cfg.task.name}:{Path(str(cfg.ckpt_path)).stem}"
+    rows = [
+        {
+            **results_row(name, results["restored"]),
+            "sampler": sampler_name,
+            "steps": steps,
+            "seconds": seconds / max(seen, 1),
+        }
+    ]
+    if "x_init" in results:
+        rows.append(results_row(f"{name} x_init", results["x_init"]))
+    scores = FolderScores(rows, results["restored"].per_image, protocol)
+    write_results(scores.rows, out_dir, scores.protocol, scores.per_image)
+    return scores
+
+
+def run(cfg: DictConfig, out_dir: Path) -> FolderScores:
+    """Runs the mode `cfg.mode` selects ("auto": model with a ckpt_path, else score), writing
+    its files into `out_dir`."""
+    mode = cfg.mode
+    if mode == "auto":
+        mode = "model" if cfg.get("ckpt_path") else "score"
+    if mode == "score":
+        return score_mode(cfg, out_dir)
+    if mode == "model":
+        return model_mode(cfg, out_dir)
+    raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    scores = run(cfg, out_dir)
+    sys.stdout.write(results_markdown(scores.rows, scores.protocol))
+    log.info("results written to %s", out_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The thin LightningModule: wires the two networks, the objective and the sampler; logs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from ucdir.diffusion.memory import AutoPatchSplit
+from ucdir.diffusion.objective import Loss
+from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit
+from ucdir.metrics import Metrics, MetricsResult
+from ucdir.restore import Restoration, SamplerLike, restore
+from ucdir.types import PairBatch
+
+Objective = Callable[..., Loss]
+Scorer = Callable[..., Metrics]
+
+VAL_METRICS = ("psnr", "ssim", "niqe", "lpips", "fid", "kid")
+"""The validation default: the paper's six (those whose weights are missing are skipped)."""
+SCORED = ("restored", "x_init")
+"""What validation scores: the restoration (`val/<metric>`) and x_init (`val/x_init/<metric>`)."""
+
+
+class UCDIRLitModule(L.LightningModule):
+    """UCDIR (or the regression baseline) as a LightningModule.
+
+    Validation and test restore each image with `restore()` and score the restoration and x_init
+    with `ucdir.metrics.Metrics`, the scorer of `python -m ucdir.evaluate` (per-image PSNR/SSIM
+    on 8-bit images averaged over images, NIQE, LPIPS-Alex, FID/KID over 256² patches of the whole
+    set, gathered over processes under DDP). Logged at the end of each run over the set as
+    `val/<metric>` and `val/x_init/<metric>` (`test/...` for `trainer.test`); the per-image rows
+    stay in `results[stage]` for the callbacks.
+
+    Args:
+        predictor: the initial predictor u.
+        denoiser: the conditional diffusion network f.
+        objective: `ResidualObjective` (UCDIR) or `RegressionObjective` (baseline).
+        sampler: the validation sampler (a few-step one by default).
+        patch: tiling used in validation (None = whole images).
+        optimizer: factory taking the trainable parameters (AdamW, lr 1e-4, wd 0.01).
+        freeze_predictor: keep u fixed (`model.freeze_predictor=true`, weights loaded by the
+            training entry point from `predictor_ckpt`) instead of training it jointly.
+        val_seed: seed of the validation sampling noise (same noise at every validation).
+        val_metrics: metric names scored in validation and test (`Metrics` names).
+        scorer: factory of the scorer, called with `metrics=`; its other options (patch size,
+            KID subsets, what a missing weights file does) are the config's.
+        sanity_steps: sampler steps of Lightning's sanity validation before training (the
+            sampler's own count when lower): a broken validation fails in the first minute.
+    """
+
+    def __init__(
+        self,
+        predictor: nn.Module,
+        denoiser: nn.Module,
+        objective: Objective,
+        sampler: SamplerLike,
+        patch: PatchSplit | AutoPatchSplit | NaivePatchSplit | None = None,
+        optimizer: Callable[..., Optimizer] = torch.optim.AdamW,
+        freeze_predictor: bool = False,
+        val_seed: int = 0,
+        val_metrics: Sequence[str] = VAL_METRICS,
+        scorer: Scorer = Metrics,
+        sanity_steps: int = 2,
+    ) -> None:
+        super().__init__()
+        if sanity_steps < 1:
+            raise ValueError(f"sanity_steps must be >= 1, got {sanity_steps!r}")
+        self.predictor, self.denoiser = predictor, denoiser
+        self.objective, self.sampler, self.patch = objective, sampler, patch
+        self.optimizer_factory = optimizer
+        self.freeze_predictor, self.val_seed = freeze_predictor, val_seed
+        self.val_metrics, self.scorer, self.sanity_steps = list(val_metrics), scorer, sanity_steps
+        if freeze_predictor:
+            self.predictor.requires_grad_(False)
+        self.scores: dict[str, Metrics] = {}  # built on first use: not part of the checkpoint
+        self.results: dict[str, dict[str, MetricsResult]] = {}
+        self._seen = 0
+
+    def on_train_epoch_start(self) -> None:
+        if self.freeze_predictor:
+            self.predictor.eval()
+
+    def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
+        out = self.objective(self.predictor, self.denoiser, batch.lq, batch.gt, batch.scalars)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"non-finite training loss {float(out.loss.detach())} at step {self.global_step} "
+                f"(main {float(out.main.detach())}, aux {float(out.aux.detach())}); lower the "
+                "learning rate, use "
+                "trainer.gradient_clip_val=1.0, or check the data"
+            )
+        self.log("train/loss", out.loss, prog_bar=True)
+        self.log("train/main", out.main)
+        if out.aux.requires_grad:
+            self.log("train/aux_l1", out.aux)
+        return out.loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_scoring()
+
+    def validation_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Any]:
+        return self._evaluate(PairBatch(*batch), batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_scoring()
+
+    def test_step(self, batch: PairBatch, batch_idx: int) -> dict[str, Any]:
+        return self._evaluate(PairBatch(*batch), batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def configure_optimizers(self) -> Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return self.optimizer_factory(params)
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameter counts of both networks (logged at the start of training)."""
+        return {
+            "predictor": sum(p.numel() for p in self.predictor.parameters()),
+            "denoiser": sum(p.numel() for p in self.denoiser.parameters()),
+        }
+
+    def _start_scoring(self) -> None:
+        if not self.scores:
+            first = self.scorer(metrics=self.val_metrics)
+            self.scores = {
+                kind: first if i == 0 else first.spawn() for i, kind in enumerate(SCORED)
+            }
+        for metrics in self.scores.values():
+            metrics.reset()
+            metrics.to(self.device)
+        self._seen = 0
+
+    def _positions(self, count: int) -> list[int]:
+        """Dataset indices of the next `count` samples of this process: evaluation loaders go in
+        order, and under DDP process r gets samples r, r + N, ... (`ucdir.data.base.EvalShards`),
+        so an image has the same name for any process count; indices past the end are padding."""
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        first, self._seen = self._seen, self._seen + count
+        return [rank + world * (first + i) for i in range(count)]
+
+    def _eval_size(self) -> int | None:
+        loaders = (
+            self.trainer.test_dataloaders if self.trainer.testing else self.trainer.val_dataloaders
+        )
+        dataset = getattr(loaders, "dataset", None)
+        return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+
+    def _evaluate(self, batch: PairBatch, batch_idx: int) -> dict[str, Any]:
+        positions = self._positions(batch.gt.shape[0])
+        size = self._eval_size()
+        keep = [i for i, p in enumerate(positions) if size is None or p < size]
+        if not keep:  # padding of the last DDP round
+            return {}
+        sampler = self.sampler
+        if self.trainer.sanity_checking and sampler.steps > self.sanity_steps:
+            sampler = dataclasses.replace(sampler, steps=self.sanity_steps)  # type: ignore[type-var]
+        generator = torch.Generator(device=batch.lq.device).manual_seed(
+            self.val_seed + positions[0]
+        )
+        out: Restoration = restore(
+            batch.lq,
+            self.predictor,
+            self.denoiser,
+            sampler,
+            self.patch,
+            generator,
+            scalars=batch.scalars,
+        )
+        if len(keep) < len(positions):
+            index = torch.tensor(keep, device=batch.gt.device)
+            out = Restoration(out.restored[index], out.x_init[index])
+            batch = PairBatch(*(t[index.to(t.device)] for t in batch))
+        names = [f"{positions[i]:05d}" for i in keep]
+        self.scores["restored"].update(out.restored, batch.gt, names)
+        self.scores["x_init"].update(out.x_init, batch.gt, names)
+        return {"restoration": out, "names": names, "batch": batch}
+
+    def _log_scores(self, stage: str) -> None:
+        self.results[stage] = {kind: m.compute() for kind, m in self.scores.items()}
+        values = {}
+        for kind, result in self.results[stage].items():
+            prefix = stage if kind == "restored" else f"{stage}/{kind}"
+            for name, value in result.aggregate.items():
+                if name in ("images", "patches"):
+                    continue
+                values[f"{prefix}/{name}"] = float(value)
+        # identical on every process (the scorer gathers); sync_dist only silences Lightning
+        if (psnr := values.pop(f"{stage}/psnr", None)) is not None:
+            self.log(f"{stage}/psnr", psnr, prog_bar=True, sync_dist=True)
+        self.log_dict(values, sync_dist=True)
