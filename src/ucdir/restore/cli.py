@@ -1,4 +1,4 @@
-"""`python -m ucdir.restore ckpt_path=… input=<image or folder> output=<folder>`.
+"""`python -m ucdir.restore ckpt_path=…|pretrained=… input=<image or folder> output=<folder>`.
 
 Restores images of any size with a trained checkpoint (EMA weights), writing PNGs and one JSON
 sidecar per output; never writes over an input.
@@ -29,6 +29,33 @@ from ucdir.data.images import list_images, read_image
 from ucdir.restore.core import restore
 
 log = logging.getLogger(__name__)
+
+
+def load_model(
+    ckpt_path: str | Path | None, pretrained: str | None, device: torch.device
+) -> tuple[nn.Module, nn.Module, dict, Path]:
+    """The networks of `pretrained=` (an exported folder, a shipped model or a hub id) or of
+    `ckpt_path=` (a training checkpoint), exactly one of them; also their config and the weights
+    file (hashed into the sidecars)."""
+    if (ckpt_path is None) == (pretrained is None):
+        raise ValueError(
+            "give exactly one of pretrained=<exported folder | shipped model | hub id> and "
+            "ckpt_path=<training checkpoint>"
+        )
+    if pretrained is not None:
+        from ucdir.hub import UCDIR, resolve_pretrained
+
+        model = UCDIR.load(pretrained)
+        config = {"model": {"predictor": model.predictor_config, "denoiser": model.denoiser_config}}
+        weights = Path(model.weights_file or resolve_pretrained(pretrained))
+        return (
+            model.predictor.to(device).eval(),
+            model.denoiser.to(device).eval(),
+            config,
+            weights,
+        )
+    predictor, denoiser, cfg = load_networks(ckpt_path, device)  # type: ignore[arg-type]
+    return predictor, denoiser, cfg, Path(str(ckpt_path))
 
 
 def load_networks(ckpt_path: str | Path, device: torch.device) -> tuple[nn.Module, nn.Module, dict]:
@@ -146,14 +173,14 @@ def run(cfg: DictConfig) -> list[Path]:
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     )
     inputs = _inputs(cfg)
+    predictor, denoiser, run_cfg, weights = load_model(cfg.ckpt_path, cfg.pretrained, device)
     out_dir = Path(str(cfg.output))
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = _plan(inputs, out_dir, int(cfg.num_samples), bool(cfg.overwrite))
-    predictor, denoiser, run_cfg = load_networks(cfg.ckpt_path, device)
     sampler = instantiate(cfg.sampler)
     patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
     scalars = _scalars(cfg, tuple(getattr(denoiser, "aux_scalars", ())), device)
-    ckpt_hash = file_hash(cfg.ckpt_path)
+    ckpt_hash = file_hash(weights)
     failed: list[str] = []
     for src, out in tqdm(list(zip(inputs, outputs, strict=True)), desc="images", unit="img"):
         try:
@@ -186,7 +213,9 @@ def run(cfg: DictConfig) -> list[Path]:
                 "output": str(out),
                 "size": list(lq.shape[-2:]),
                 "ucdir_version": ucdir.__version__,
-                "checkpoint": str(cfg.ckpt_path),
+                "checkpoint": str(cfg.ckpt_path) if cfg.ckpt_path else None,
+                "pretrained": cfg.pretrained,
+                "weights": str(weights),
                 "checkpoint_sha256": ckpt_hash,
                 "seed": int(cfg.seed),
                 "sampler": getattr(sampler, "name", type(sampler).__name__),

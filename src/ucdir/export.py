@@ -1,0 +1,116 @@
+"""`python -m ucdir.export ckpt_path=<run>/checkpoints/last.ckpt output=<dir> [dtype=fp16]`.
+
+Turns a training checkpoint into a shareable model folder (`ucdir.hub.UCDIR`): `model.safetensors`
+(the EMA weights, as the checkpoint's `state_dict` holds them), `config.json` (both networks, the
+default sampler, the task) and a model card `README.md` (task, data, steps, the last validation
+metrics of the run, licence, citation). Load it with `UCDIR.load(<dir>)` or `pretrained=<dir>`;
+`UCDIR.push_to_hub` shares it.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from ucdir.checkpoints import load_state, read_checkpoint, run_config
+from ucdir.config_files import CONFIG_DIR
+from ucdir.hub import UCDIR
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _last_validation(ckpt_path: Path) -> dict[str, float]:
+    """The last `val/*` row the run's CSV logger wrote (`<run>/csv/version_*/metrics.csv`)."""
+    run_dir = ckpt_path.resolve().parent.parent
+    values: dict[str, float] = {}
+    for path in sorted(run_dir.glob("csv/version_*/metrics.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                found = {k: float(v) for k, v in row.items() if k.startswith("val/") and v}
+                if found:
+                    values = found
+    return values
+
+
+def _metrics_table(values: dict[str, float]) -> str:
+    if not values:
+        return "No validation was logged by the run's CSV logger."
+    lines = ["| metric | value |", "| --- | --- |"]
+    lines += [f"| `{k}` | {v:.4f} |" for k, v in sorted(values.items())]
+    return "\n".join(lines)
+
+
+def export(
+    ckpt_path: str | Path,
+    output: str | Path,
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32",
+    name: str | None = None,
+    overwrite: bool = False,
+    card: dict[str, Any] | None = None,
+) -> Path:
+    """Writes the model folder of a ucdir checkpoint; returns the folder.
+
+    Args:
+        ckpt_path: a checkpoint of `python -m ucdir.train`.
+        output: the model folder to write.
+        dtype: storage precision of the weights (loaded back as float32).
+        name: the model's name in its card (default: the folder's name).
+        overwrite: replace the files of an existing model folder.
+        card: extra model-card fields (`data`, `wall_time`, `metrics`, `license`, ...).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output: {out} is a file; give a folder for the model")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output: {out} is not empty; pass overwrite=true to replace it")
+    ckpt = read_checkpoint(ckpt_path)
+    cfg = run_config(ckpt)
+    task = dict(cfg.get("task") or {})
+    model = UCDIR(
+        predictor=cfg["model"]["predictor"],
+        denoiser=cfg["model"]["denoiser"],
+        sampler=cfg["model"].get("sampler"),
+        task=task,
+    )
+    load_state(model.predictor, ckpt, prefix="predictor.")
+    load_state(model.denoiser, ckpt, prefix="denoiser.")
+    model.to(DTYPES[dtype])
+    sampler = model.default_sampler()
+    fields: dict[str, Any] = {
+        "name": name or out.resolve().name,
+        "title": name or out.resolve().name,
+        "task": task.get("name", "unknown"),
+        "data": str((cfg.get("data") or {}).get("root") or "see config.json"),
+        "steps": int(ckpt.get("global_step", 0)),
+        "wall_time": "",
+        "sampler": "none"
+        if sampler is None
+        else f"{getattr(sampler, 'name', type(sampler).__name__)}, {sampler.steps} steps",
+        "dtype": dtype,
+        "metrics": _metrics_table(_last_validation(Path(ckpt_path))),
+        "license": "Apache-2.0 (the code); the weights also follow the training data's terms",
+    }
+    fields.update(card or {})
+    model.save_pretrained(out, model_card_kwargs=fields)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    out = export(cfg.ckpt_path, cfg.output, cfg.dtype, cfg.name, bool(cfg.overwrite))
+    sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
+    log.info("model written to %s: %s", out, ", ".join(f"{k} {v:,} B" for k, v in sizes.items()))
+
+
+if __name__ == "__main__":
+    main()
