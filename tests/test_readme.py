@@ -66,7 +66,11 @@ def fixtures(tmp_path_factory) -> dict[str, Path]:
     write_images(gt, [(208, 112)] * 2)  # NIQE needs two 96² blocks
     restored = base / "restored_in"
     write_images(restored, [(208, 112)] * 2, ext=".png")
+    from ucdir.export import export
+
+    exported = export(run / "checkpoints" / "last.ckpt", base / "exported")
     paths = {
+        "exported": exported,
         "run": run,
         "clean": clean,
         "list": base / "list.txt",
@@ -99,6 +103,8 @@ def substitute(command: str, f: dict[str, Path]) -> list[str]:
         key, _, value = token.partition("=")
         if key == "ckpt_path" or key == "predictor_ckpt":
             value = ckpt
+        elif key == "pretrained":
+            value = str(f["exported"])
         elif value.startswith("/data/GOPRO_Large"):
             value = str(f["gopro"])
         elif value.startswith("/data/SID"):
