@@ -115,3 +115,37 @@ def test_export_cli(checkpoint: Path, tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+def test_evaluate_takes_pretrained_and_matches_the_checkpoint(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import compose
+    from ucdir.evaluate import run
+
+    folder = export(checkpoint, tmp_path / "model")
+    common = ["sampler.steps=2", "patch=none", "metrics=[psnr,ssim]"]
+    by_ckpt = run(compose("eval", [f"ckpt_path={checkpoint}", *common]), tmp_path / "a")
+    by_export = run(compose("eval", [f"pretrained={folder}", *common]), tmp_path / "b")
+    for row_a, row_b in zip(by_ckpt.rows, by_export.rows, strict=True):
+        assert row_a["psnr"] == row_b["psnr"] and row_a["ssim"] == row_b["ssim"]
+    assert by_export.rows[0]["method"] == "samples:model"
+
+
+def test_train_initialises_from_a_pretrained_model(
+    checkpoint: Path, tmp_path: Path, train_cfg
+) -> None:
+    from ucdir.checkpoints import run_config
+    from ucdir.train import build
+
+    folder = export(checkpoint, tmp_path / "model")
+    # the model group says width 8 (model=tiny has 16): the pretrained networks win
+    cfg = train_cfg(f"pretrained={folder}", "model.denoiser.width=8")
+    _, model, _ = build(cfg)
+    loaded = UCDIR.load(folder)
+    for name, value in loaded.denoiser.state_dict().items():
+        assert torch.equal(model.denoiser.state_dict()[name], value), name
+    assert cfg.model.denoiser.width == 16  # what the run's checkpoints will record
+    assert (
+        run_config({"ucdir_config": {"model": dict(cfg.model)}})["model"]["denoiser"]["width"] == 16
+    )

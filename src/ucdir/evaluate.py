@@ -239,12 +239,15 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     numbers can be recomputed later with `mode=score`.
     """
     from ucdir.restore import restore
-    from ucdir.restore.cli import load_networks, write_png
+    from ucdir.restore.cli import load_model, write_png
 
-    if not cfg.get("ckpt_path"):
-        raise ValueError("mode=model needs ckpt_path=<checkpoint of a ucdir training run>")
+    if not (cfg.get("ckpt_path") or cfg.get("pretrained")):
+        raise ValueError(
+            "mode=model needs ckpt_path=<checkpoint of a ucdir training run> or "
+            "pretrained=<exported folder | shipped model | user/repo>"
+        )
     device = torch.device(_resolve_device(cfg.device))
-    predictor, denoiser, _ = load_networks(cfg.ckpt_path, device)
+    predictor, denoiser, _, _ = load_model(cfg.get("ckpt_path"), cfg.get("pretrained"), device)
     sampler = instantiate(cfg.sampler)
     patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
     datamodule = instantiate(cfg.data)
@@ -283,7 +286,8 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     sampler_name = str(getattr(sampler, "name", type(sampler).__name__))
     protocol = {
         "protocol": "UCDIR paper §4.2 (official eval1.py), see ucdir.metrics",
-        "checkpoint": str(cfg.ckpt_path),
+        "checkpoint": str(cfg.ckpt_path) if cfg.get("ckpt_path") else None,
+        "pretrained": cfg.get("pretrained"),
         "task": cfg.task.name,
         "sampler": f"{sampler_name}, {steps} steps",
         "patch": None if patch is None else repr(patch),
@@ -292,7 +296,8 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
         **metrics.protocol(),
         "skipped": {k: v for r in results.values() for k, v in r.skipped.items()},
     }
-    name = cfg.name or f"{cfg.task.name}:{Path(str(cfg.ckpt_path)).stem}"
+    source = cfg.get("pretrained") or Path(str(cfg.ckpt_path)).stem
+    name = cfg.name or f"{cfg.task.name}:{Path(str(source)).name}"
     rows = [
         {
             **results_row(name, results["restored"]),
@@ -313,7 +318,7 @@ def run(cfg: DictConfig, out_dir: Path) -> FolderScores:
     its files into `out_dir`."""
     mode = cfg.mode
     if mode == "auto":
-        mode = "model" if cfg.get("ckpt_path") else "score"
+        mode = "model" if cfg.get("ckpt_path") or cfg.get("pretrained") else "score"
     if mode == "score":
         return score_mode(cfg, out_dir)
     if mode == "model":

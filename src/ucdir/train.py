@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ucdir.callbacks import StoreConfig
 from ucdir.checkpoints import load_state, read_checkpoint
@@ -30,7 +30,20 @@ def _instantiate_all(nodes: DictConfig | None) -> list[Any]:
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, UCDIRLitModule, L.Trainer]:
     """Instantiates the DataModule, the LightningModule and the Trainer of a run config."""
     datamodule: L.LightningDataModule = instantiate(cfg.data)
+    pretrained = None
+    if cfg.get("pretrained"):
+        from ucdir.hub import UCDIR
+
+        # fine-tune / initialise from a shared model: its networks (config and weights) replace
+        # the model group's, so the run's checkpoints describe what they hold
+        pretrained = UCDIR.load(cfg.pretrained)
+        with open_dict(cfg):
+            cfg.model.predictor = pretrained.predictor_config
+            cfg.model.denoiser = pretrained.denoiser_config
     model: UCDIRLitModule = instantiate(cfg.model)
+    if pretrained is not None:
+        model.predictor.load_state_dict(pretrained.predictor.state_dict())
+        model.denoiser.load_state_dict(pretrained.denoiser.state_dict())
     if cfg.model.freeze_predictor:
         if not cfg.predictor_ckpt:
             raise ValueError(
