@@ -149,3 +149,16 @@ def test_train_initialises_from_a_pretrained_model(
     assert (
         run_config({"ucdir_config": {"model": dict(cfg.model)}})["model"]["denoiser"]["width"] == 16
     )
+
+
+def test_a_model_shipped_in_the_package_is_found_by_name(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ucdir.hub as hub
+
+    monkeypatch.setattr(hub, "SHIPPED_DIR", tmp_path / "models")
+    export(checkpoint, tmp_path / "models" / "jpeg-test")
+    assert hub.shipped_models() == ["jpeg-test"]
+    assert resolve_pretrained("jpeg-test") == str(tmp_path / "models" / "jpeg-test")
+    model = UCDIR.load("jpeg-test")
+    assert model.weights_file == str(tmp_path / "models" / "jpeg-test" / "model.safetensors")
