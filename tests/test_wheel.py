@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -24,6 +25,14 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 def test_the_wheel_runs_every_entry_point_from_an_unrelated_directory(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     env = {k: v for k, v in os.environ.items() if not k.startswith("UCDIR_")}
+    # build from a copy of what the build reads, so that no build/ folder lands in the checkout
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("src", "configs"):
+        skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "local")
+        shutil.copytree(REPO / name, source / name, ignore=skip)
     _run(
         [
             sys.executable,
@@ -35,7 +44,7 @@ def test_the_wheel_runs_every_entry_point_from_an_unrelated_directory(tmp_path: 
             "--no-build-isolation",
             "-w",
             str(dist),
-            str(REPO),
+            str(source),
         ],
         tmp_path,
         env,

@@ -1,1 +1,0 @@
-"""The residual diffusion: noise schedules, the training objective, samplers and patch splitting."""
