@@ -43,14 +43,12 @@ def _newest_intact(folder: Path, but: Path) -> Path | None:
     return next((p for p in candidates if p.stat().st_size and zipfile.is_zipfile(p)), None)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Reads a checkpoint file on the CPU, weights only, with a clear error when it is missing,
-    empty, truncated or holds anything but tensors and plain data.
+def check_checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint's path after the cheap checks (exists, non-empty, a complete zip), without
+    reading it.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        UnsafeCheckpointError: it holds other objects (a pickle that would run code): nothing of
-            it was run.
         ValueError: it is empty or truncated (naming the newest intact `step*.ckpt` beside it).
     """
     p = Path(path)
@@ -65,14 +63,33 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         )
         kind = "empty" if p.stat().st_size == 0 else "truncated or not a torch checkpoint"
         raise ValueError(f"ckpt_path: checkpoint {str(p)!r} is {kind}{hint}")
+    return p
+
+
+def unsafe_checkpoint(path: str | Path, err: pickle.UnpicklingError) -> UnsafeCheckpointError:
+    """The error for a checkpoint a weights-only load refused."""
+    return UnsafeCheckpointError(
+        f"ckpt_path: refused to load {str(path)!r}: it holds objects other than tensors and "
+        f"plain data, which a weights-only load does not run ({str(err).splitlines()[-1][:300]})."
+        " Nothing from it was executed; load only checkpoints written by ucdir."
+    )
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Reads a checkpoint file on the CPU, weights only, with a clear error when it is missing,
+    empty, truncated or holds anything but tensors and plain data.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: it holds other objects (a pickle that would run code): nothing of
+            it was run.
+        ValueError: it is empty or truncated (naming the newest intact `step*.ckpt` beside it).
+    """
+    p = check_checkpoint_file(path)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(
-            f"ckpt_path: refused to load {str(p)!r}: it holds objects other than tensors and "
-            f"plain data, which a weights-only load does not run ({str(e).splitlines()[-1][:300]})."
-            " Nothing from it was executed; load only checkpoints written by ucdir."
-        ) from e
+        raise unsafe_checkpoint(p, e) from e
     except Exception as e:  # torch raises several types for corrupt files
         raise ValueError(f"ckpt_path: cannot read checkpoint {str(p)!r}: {e}") from e
 

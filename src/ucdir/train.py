@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from typing import Any
 
 import hydra
@@ -14,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ucdir.callbacks import StoreConfig
-from ucdir.checkpoints import load_state, read_checkpoint
+from ucdir.checkpoints import check_checkpoint_file, load_state, unsafe_checkpoint
 from ucdir.config_files import CONFIG_DIR
 from ucdir.lit_module import UCDIRLitModule
 
@@ -67,8 +68,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         if cfg.ckpt_path:
-            read_checkpoint(cfg.ckpt_path)  # a clear error for a missing, empty or unsafe file
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+            check_checkpoint_file(cfg.ckpt_path)  # missing, empty, truncated: a clear error
+        try:  # Lightning reads the checkpoint once, weights only
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise unsafe_checkpoint(cfg.ckpt_path, err) from err
     finally:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -13,12 +13,13 @@ import torch
 from torch import Tensor
 
 
-def _wide(like: Tensor) -> torch.dtype:
+def wide_dtype(like: Tensor) -> torch.dtype:
+    """float64 for the level conversions (float32 on MPS, which has no float64)."""
     return torch.float32 if like.device.type == "mps" else torch.float64
 
 
 def _levels(gamma: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-    g = gamma.reshape(-1, 1, 1, 1).to(like.device, _wide(like))
+    g = gamma.reshape(-1, 1, 1, 1).to(like.device, wide_dtype(like))
     return g, (1 - g * g).clamp_min(1e-30).sqrt()
 
 

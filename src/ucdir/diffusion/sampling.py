@@ -12,7 +12,7 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
-from ucdir.diffusion.parametrization import eps_from_residual, residual_from_eps
+from ucdir.diffusion.parametrization import eps_from_residual, residual_from_eps, wide_dtype
 from ucdir.diffusion.schedules import Schedule
 from ucdir.types import Cond, EpsFn
 
@@ -100,8 +100,7 @@ class Sampler:
         sched.set_timesteps(self.steps, device=x_T.device)
         # float64 levels: sqrt(1 − γ²) must match the scheduler's sqrt(1 − ᾱ) at γ ≈ 1, where a
         # float32 γ loses it (see `clamp_residual`); the network casts gamma to its own dtype.
-        wide = torch.float32 if x_T.device.type == "mps" else torch.float64
-        levels = sched.alphas_cumprod.to(x_T.device, wide).sqrt()
+        levels = sched.alphas_cumprod.to(x_T.device, wide_dtype(x_T)).sqrt()
         if self.clip_residual is not None:
             eps_fn = clamp_residual(eps_fn, self.clip_residual)
         kwargs = self._step_kwargs(generator)
