@@ -57,6 +57,8 @@ def test_the_wheel_runs_every_entry_point_from_an_unrelated_directory(tmp_path: 
         "ucdir/configs/sampler/ddpm.yaml",
         "ucdir/assets/samples/val/chelsea.png",
         "ucdir/assets/niqe/niqe_pris_params.npz",
+        "ucdir/assets/models/jpeg-cpu/model.safetensors",
+        "ucdir/assets/models/jpeg-cpu-regression/config.json",
     ):
         assert needed in names, needed
     assert not any(n.startswith("ucdir/configs/local/") for n in names)
@@ -129,3 +131,23 @@ def test_the_wheel_runs_every_entry_point_from_an_unrelated_directory(tmp_path: 
         env,
     )
     assert "| restored |" in score.stdout
+    # the shipped model, by name, on a JPEG photo (the README's first restore command)
+    jpeg = work / "photo.jpg"
+    from PIL import Image
+
+    Image.open(photo).convert("RGB").save(jpeg, quality=10)
+    _run(
+        [
+            str(python),
+            "-m",
+            "ucdir.restore",
+            "pretrained=jpeg-cpu",
+            f"input={jpeg}",
+            "output=shipped",
+            "sampler=dpmpp",
+            "sampler.steps=2",
+        ],
+        work,
+        env,
+    )
+    assert (work / "shipped" / "photo.png").is_file()

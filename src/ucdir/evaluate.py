@@ -229,17 +229,25 @@ def _metrics(cfg: DictConfig) -> Metrics:
         raise
 
 
+def _input_is_an_image(cfg: DictConfig) -> bool:
+    """The degraded input can be scored against gt (same channels; not packed raw)."""
+    task = cfg.task
+    return int(task.get("lq_channels", 3)) == int(task.get("channels", 3))
+
+
 def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     """`mode=model`: restores the task's test split with a checkpoint and scores it.
 
-    Two rows: the restoration (with the sampler, its steps and the seconds per image of
-    `restore()`) and, with `score_x_init`, the checkpoint's initial prediction x_init (the
-    regression-vs-diffusion gap of the paper's tables). The restored images are written to
+    Rows: the restoration (with the sampler, its steps and the seconds per image of `restore()`,
+    at fidelity `guidance`; the first sample); with `score_x_init`, the checkpoint's initial
+    prediction x_init (the regression-vs-diffusion gap of the paper's tables); with
+    `num_samples` K > 1, the per-pixel mean of the K samples; with `score_input`, the degraded
+    input itself (e.g. the JPEG). The restored images are written to
     `<run dir>/restored/` (with `save_images=true`, x_init to `<run dir>/x_init/`), so the same
     numbers can be recomputed later with `mode=score`.
     """
     from ucdir.restore import restore
-    from ucdir.restore.cli import load_model, write_png
+    from ucdir.restore.cli import choose_sampler, load_model, write_png
 
     if not (cfg.get("ckpt_path") or cfg.get("pretrained")):
         raise ValueError(
@@ -247,16 +255,25 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
             "pretrained=<exported folder | shipped model | user/repo>"
         )
     device = torch.device(_resolve_device(cfg.device))
-    predictor, denoiser, _, _ = load_model(cfg.get("ckpt_path"), cfg.get("pretrained"), device)
-    sampler = instantiate(cfg.sampler)
+    predictor, denoiser, run_cfg, _ = load_model(
+        cfg.get("ckpt_path"), cfg.get("pretrained"), device
+    )
+    sampler = choose_sampler(cfg.sampler, run_cfg)
     patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
     datamodule = instantiate(cfg.data)
     datamodule.setup("test")
     metrics = _metrics(cfg).to(device)
     metrics.reset()
+    guidance, num_samples = float(cfg.get("guidance", 0.0)), int(cfg.get("num_samples", 1))
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
     scored = {"restored": metrics}
     if cfg.score_x_init:
         scored["x_init"] = metrics.spawn()
+    if num_samples > 1:
+        scored["mean"] = metrics.spawn()
+    if cfg.get("score_input", False) and _input_is_an_image(cfg):
+        scored["input"] = metrics.spawn()
     if cfg.save_images:
         for kind in scored:
             (out_dir / kind).mkdir(parents=True, exist_ok=True)
@@ -267,12 +284,22 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
         lq, gt, scalars = (t.to(device) for t in batch)
         generator = torch.Generator(device=device).manual_seed(int(cfg.seed) + seen)
         start = time.perf_counter()
-        out = restore(lq, predictor, denoiser, sampler, patch, generator, scalars=scalars)
+        out = restore(
+            lq,
+            predictor,
+            denoiser,
+            sampler,
+            patch,
+            generator,
+            scalars=scalars,
+            guidance=guidance,
+            num_samples=num_samples,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - start
         names = [f"{seen + i:05d}" for i in range(gt.shape[0])]
-        images = {"restored": out.restored, "x_init": out.x_init}
+        images = {"restored": out.restored, "x_init": out.x_init, "mean": out.mean, "input": lq}
         for kind, scorer in scored.items():
             scorer.update(images[kind], gt, names=names)
             if cfg.save_images:
@@ -290,6 +317,8 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
         "pretrained": cfg.get("pretrained"),
         "task": cfg.task.name,
         "sampler": f"{sampler_name}, {steps} steps",
+        "guidance": guidance,
+        "num_samples": num_samples,
         "patch": None if patch is None else repr(patch),
         "images": seen,
         "seconds": "wall time of restore() per image on " + str(device),
@@ -298,7 +327,7 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     }
     source = cfg.get("pretrained") or Path(str(cfg.ckpt_path)).stem
     name = cfg.name or f"{cfg.task.name}:{Path(str(source)).name}"
-    rows = [
+    rows = [  # the restoration first (a sweep labels the other rows by their last word)
         {
             **results_row(name, results["restored"]),
             "sampler": sampler_name,
@@ -308,6 +337,10 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     ]
     if "x_init" in results:
         rows.append(results_row(f"{name} x_init", results["x_init"]))
+    if "mean" in results:
+        rows.append(results_row(f"{name} mean-of-{num_samples}", results["mean"]))
+    if "input" in results:
+        rows.append(results_row(f"{cfg.task.name} input", results["input"]))
     scores = FolderScores(rows, results["restored"].per_image, protocol)
     write_results(scores.rows, out_dir, scores.protocol, scores.per_image)
     return scores

@@ -99,6 +99,7 @@ def export(
         "dtype": dtype,
         "metrics": _metrics_table(_last_validation(Path(ckpt_path))),
         "license": "Apache-2.0 (the code); the weights also follow the training data's terms",
+        "recipe": "",
     }
     fields.update(card or {})
     model.save_pretrained(out, model_card_kwargs=fields)
@@ -107,7 +108,13 @@ def export(
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
-    out = export(cfg.ckpt_path, cfg.output, cfg.dtype, cfg.name, bool(cfg.overwrite))
+    given = {k: v for k, v in (cfg.get("card") or {}).items() if v is not None}
+    card = {k: str(v) for k, v in given.items() if k != "recipe_file"}
+    if given.get("recipe_file"):
+        card["recipe"] = "\n" + Path(str(cfg.card.recipe_file)).read_text()
+    if card.get("wall_time"):
+        card["wall_time"] = f" ({card['wall_time']})"
+    out = export(cfg.ckpt_path, cfg.output, cfg.dtype, cfg.name, bool(cfg.overwrite), card)
     sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
     log.info("model written to %s: %s", out, ", ".join(f"{k} {v:,} B" for k, v in sizes.items()))
 

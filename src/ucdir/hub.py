@@ -55,6 +55,7 @@ restoration = model.restore(lq)   # lq: (B, 3, H, W) in [0, 1]
 ## Last validation
 
 {{ metrics }}
+{{ recipe }}
 
 ## Licence and citation
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ucdir.diffusion.memory import AutoPatchSplit
 from ucdir.diffusion.objective import Loss
@@ -25,6 +27,28 @@ VAL_METRICS = ("psnr", "ssim", "niqe", "lpips", "fid", "kid")
 """The validation default: the paper's six (those whose weights are missing are skipped)."""
 SCORED = ("restored", "x_init")
 """What validation scores: the restoration (`val/<metric>`) and x_init (`val/x_init/<metric>`)."""
+
+
+def warmup_cosine(
+    optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, final: float = 0.0
+) -> LambdaLR:
+    """Linear warm-up over `warmup_steps`, then a cosine decay of the learning rate to `final` ×
+    its base value at `total_steps` (kept there afterwards); stepped every training step."""
+    if total_steps < 1 or not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"warmup_cosine needs 0 <= warmup_steps < total_steps, got {warmup_steps!r}, "
+            f"{total_steps!r}"
+        )
+    if not 0.0 <= final <= 1.0:
+        raise ValueError(f"final must be in [0, 1], got {final!r}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
 
 
 class UCDIRLitModule(L.LightningModule):
@@ -52,6 +76,8 @@ class UCDIRLitModule(L.LightningModule):
             KID subsets, what a missing weights file does) are the config's.
         sanity_steps: sampler steps of Lightning's sanity validation before training (the
             sampler's own count when lower): a broken validation fails in the first minute.
+        lr_schedule: None (constant, the paper) or a factory taking the optimizer and returning
+            a scheduler stepped every training step (e.g. `warmup_cosine`).
     """
 
     def __init__(
@@ -67,6 +93,7 @@ class UCDIRLitModule(L.LightningModule):
         val_metrics: Sequence[str] = VAL_METRICS,
         scorer: Scorer = Metrics,
         sanity_steps: int = 2,
+        lr_schedule: Callable[[Optimizer], LRScheduler] | None = None,
     ) -> None:
         super().__init__()
         if sanity_steps < 1:
@@ -76,6 +103,7 @@ class UCDIRLitModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.freeze_predictor, self.val_seed = freeze_predictor, val_seed
         self.val_metrics, self.scorer, self.sanity_steps = list(val_metrics), scorer, sanity_steps
+        self.lr_schedule = lr_schedule
         if freeze_predictor:
             self.predictor.requires_grad_(False)
         self.scores: dict[str, Metrics] = {}  # built on first use: not part of the checkpoint
@@ -119,9 +147,13 @@ class UCDIRLitModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_scores("test")
 
-    def configure_optimizers(self) -> Optimizer:
+    def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
-        return self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(params)
+        if self.lr_schedule is None:
+            return optimizer
+        scheduler = {"scheduler": self.lr_schedule(optimizer), "interval": "step", "name": "lr"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def num_parameters(self) -> dict[str, int]:
         """Parameter counts of both networks (logged at the start of training)."""

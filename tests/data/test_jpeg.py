@@ -109,3 +109,35 @@ def test_shared_training_photos_work_as_is(shared_data: Path) -> None:
     assert len(dm.data_train) == 439 - 16  # type: ignore[arg-type]
     check_batch(next(iter(dm.train_dataloader())), (32, 3, 256, 256), (32, 3, 256, 256), 0)
     check_batch(next(iter(dm.val_dataloader())), (16, 3, 256, 256), (16, 3, 256, 256), 0)
+
+
+def test_the_decoded_image_cache_gives_the_same_samples_and_skips_the_decode(
+    clean_folder: Path, tmp_path: Path
+) -> None:
+    from ucdir.data.folder import CleanImageDataset
+    from ucdir.data.jpeg import JPEGDegradation
+
+    files = sorted(clean_folder.rglob("*.png"))
+    assert files
+
+    def dataset(cache: bool) -> CleanImageDataset:
+        return CleanImageDataset(files, JPEGDegradation(), (), "crop", 32, seed=0, cache=cache)
+
+    plain, cached = dataset(False), dataset(True)
+    first = [cached[i] for i in range(len(cached))]  # fills the cache
+    for i, sample in enumerate(first):
+        expected = plain[i]
+        assert torch.equal(sample.gt, expected.gt) and torch.equal(sample.lq, expected.lq)
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    for n, f in enumerate(files):  # the files are gone: the cache samples from memory alone
+        f.rename(hidden / f"{n}.png")
+    try:
+        with pytest.raises(FileNotFoundError):
+            plain[0]
+        again = [cached[i] for i in range(len(cached))]
+        assert all(torch.equal(a.lq, b.lq) for a, b in zip(first, again, strict=True))
+    finally:
+        for n, f in enumerate(files):
+            (hidden / f"{n}.png").rename(f)
+    assert small(clean_folder, "data.cache=true").cache is True

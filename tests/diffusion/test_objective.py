@@ -70,3 +70,50 @@ def test_make_cond_upsamples_packed_raw_and_drops_empty_scalars() -> None:
 def test_bad_objective_arguments_raise() -> None:
     with pytest.raises(ValueError, match="loss"):
         ResidualObjective(LinearSchedule(), "huber")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])
+def test_each_prediction_type_trains_on_its_own_target_and_forward_returns_eps(kind) -> None:
+    """The objective's loss is the distance of the raw output to the target of its type, and
+    `forward` converts any raw output to the ε the samplers use."""
+    from ucdir.diffusion.parametrization import prediction_target
+
+    torch.manual_seed(0)
+    predictor = InitialPredictor()
+    denoiser = ConditionalUNet(**TINY, prediction_type=kind, dropout=0.0)
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 32, 32, generator=g)
+    lq = (gt + 0.2 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
+    objective = ResidualObjective(LinearSchedule())
+    loss = objective(predictor, denoiser, lq, gt, None, torch.Generator().manual_seed(3))
+    # replay the objective's draws and compute the same loss by hand
+    gen = torch.Generator().manual_seed(3)
+    gamma = objective.sample_gamma(2, torch.device("cpu"), gen)
+    x_init = predictor(lq * 2 - 1)
+    r0 = gt * 2 - 1 - x_init
+    eps = torch.randn(r0.shape, generator=gen)
+    gv = gamma.view(-1, 1, 1, 1)
+    x_t = gv * r0 + (1 - gv**2).sqrt() * eps
+    cond = make_cond(lq * 2 - 1, x_init, None)
+    out = denoiser.predict(x_t, gamma, cond)
+    expected = (out - prediction_target(r0, eps, gamma, kind)).abs().mean()
+    torch.testing.assert_close(loss.main, expected)
+    # forward: the ε implied by the raw output (r̂0 = (x_t − σ ε̂)/γ recovers a sample output)
+    eps_hat = denoiser(x_t, gamma.double(), cond)
+    r0_hat = (x_t - (1 - gv**2).sqrt() * eps_hat) / gv
+    if kind == "sample":
+        torch.testing.assert_close(r0_hat, out, atol=1e-4, rtol=1e-4)
+    elif kind == "epsilon":
+        torch.testing.assert_close(eps_hat, out)
+    else:  # v = γ ε − σ r0
+        v = gv * eps_hat - (1 - gv**2).sqrt() * r0_hat
+        torch.testing.assert_close(v, out, atol=1e-4, rtol=1e-4)
+
+
+def test_prediction_type_is_checked_and_regression_needs_epsilon() -> None:
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        ConditionalUNet(**TINY, prediction_type="x0")
+    denoiser = ConditionalUNet(**TINY, prediction_type="sample")
+    gt = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="prediction_type=epsilon"):
+        RegressionObjective()(InitialPredictor(), denoiser, gt, gt)

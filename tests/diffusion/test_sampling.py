@@ -131,3 +131,25 @@ def test_network_gets_float64_levels_and_its_output_keeps_the_dtype() -> None:
 
     out = sampler(eps_fn, torch.randn(1, 3, 8, 8), make_cond(1, 8, 8))
     assert seen == [torch.float64] * 3 and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["sample", "v_prediction"])
+def test_an_oracle_of_any_prediction_type_samples_the_exact_residual(kind) -> None:
+    """A network that outputs the exact r0 (or v) gives the same end point as the ε-oracle."""
+    from ucdir.diffusion.parametrization import eps_from_prediction, prediction_target
+
+    r0 = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    eps_oracle = oracle(r0)
+
+    def native(x: torch.Tensor, g: torch.Tensor, cond) -> torch.Tensor:
+        eps = eps_oracle(x, g, cond)
+        return prediction_target(r0.to(g.dtype), eps.to(g.dtype), g, kind).to(x.dtype)
+
+    def as_eps(x: torch.Tensor, g: torch.Tensor, cond) -> torch.Tensor:
+        return eps_from_prediction(x, g, native(x, g, cond), kind)
+
+    sampler = load_sampler("ddim", steps=10)
+    cond = make_cond(1, 8, 8)
+    x_T = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = sampler(as_eps, x_T, cond)
+    torch.testing.assert_close(out, r0, atol=1e-4, rtol=1e-4)

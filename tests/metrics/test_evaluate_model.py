@@ -39,7 +39,8 @@ def test_model_mode_reports_restoration_and_x_init_with_seconds(
         [f"ckpt_path={checkpoint}", "sampler.steps=2", "patch=none", "metrics=[psnr,ssim,niqe]"],
     )
     scores = run(cfg, tmp_path / "run")
-    restored, x_init = scores.rows
+    restored, x_init, jpeg = scores.rows
+    assert jpeg["method"] == "samples input" and "seconds" not in jpeg
     assert restored["sampler"] == "DDPMScheduler" and restored["steps"] == 2
     assert restored["seconds"] > 0 and "seconds" not in x_init
     assert x_init["method"] == f"{restored['method']} x_init"
@@ -60,9 +61,33 @@ def test_model_mode_reports_restoration_and_x_init_with_seconds(
     for metric in ("psnr", "ssim", "niqe"):
         assert abs(again.rows[0][metric] - x_init[metric]) < 1e-4
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert [r["method"] for r in saved] == [restored["method"], x_init["method"]]
+    assert [r["method"] for r in saved] == [restored["method"], x_init["method"], jpeg["method"]]
+    # the input row is the JPEG the model restored, scored as the restorations are
+    again = run(
+        compose(
+            "eval",
+            [f"restored={tmp_path / 'run' / 'input'}", f"gt={gt}", "metrics=[psnr,ssim,niqe]"],
+        ),
+        tmp_path / "score_input",
+    )
+    assert abs(again.rows[0]["psnr"] - jpeg["psnr"]) < 1e-4
     header = (tmp_path / "run" / "results.csv").read_text().splitlines()[0]
     assert header.endswith("seconds,images,patches") or "seconds" in header
+
+
+def test_model_mode_with_guidance_and_k_samples_scores_their_mean(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    overrides = [f"ckpt_path={checkpoint}", "sampler.steps=2", "patch=none", "metrics=[psnr]"]
+    plain = run(compose("eval", [*overrides, "score_input=false"]), tmp_path / "plain")
+    cfg = compose("eval", [*overrides, "guidance=5", "num_samples=3", "score_input=false"])
+    scores = run(cfg, tmp_path / "run")
+    restored, x_init, mean = scores.rows
+    assert mean["method"] == f"{restored['method']} mean-of-3"
+    assert scores.protocol["guidance"] == 5.0 and scores.protocol["num_samples"] == 3
+    assert restored["psnr"] != plain.rows[0]["psnr"]  # the guidance changed the sample
+    assert mean["psnr"] != restored["psnr"] and x_init["psnr"] == plain.rows[1]["psnr"]
+    assert (tmp_path / "run" / "mean" / "00000.png").is_file()
 
 
 def test_a_sampler_sweep_writes_one_combined_table(checkpoint: Path, tmp_path: Path) -> None:
@@ -84,9 +109,10 @@ def test_a_sampler_sweep_writes_one_combined_table(checkpoint: Path, tmp_path: P
     jobs = [
         f"sampler={s} sampler.steps={n}" for s in ("ddpm", "dpmpp", "regression") for n in (1, 2)
     ]
-    assert [x for x in labels if "x_init" not in x] == jobs
+    assert [x for x in labels if "·" not in x] == jobs
     assert labels.count(f"{jobs[0]} · x_init") == 1  # the same x_init in every job: once
-    assert all(r["seconds"] for r in rows if "x_init" not in r["method"])
+    assert labels.count(f"{jobs[0]} · input") == 1  # and the same JPEG input
+    assert all(r["seconds"] for r in rows if "·" not in r["method"])
     assert "| sampler=ddpm sampler.steps=1 |" in out.stdout
     assert (sweep / "sweep_results.md").read_text() in out.stdout
 

@@ -18,7 +18,7 @@ class BlindDataModule(CleanImageDataModule):
     Args:
         root: folder of clean training images (``data.root``).
         degradation: the degradation model and its ranges (``data.degradation``).
-        crop, eval_crop, train_list, val_root, val_list, val_count, eval_seed, repeats:
+        crop, eval_crop, train_list, val_root, val_list, val_count, eval_seed, repeats, cache:
             see `CleanImageDataModule`.
         batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`; the scalars
             are `SecondOrderDegradation.scalar_names`.
@@ -43,6 +43,7 @@ class BlindDataModule(CleanImageDataModule):
         num_workers: int = 8,
         pin_memory: bool = True,
         aux_scalars: Sequence[str] = (),
+        cache: bool = False,
     ) -> None:
         super().__init__(
             root,
@@ -59,4 +60,5 @@ class BlindDataModule(CleanImageDataModule):
             num_workers,
             pin_memory,
             aux_scalars,
+            cache,
         )

@@ -56,6 +56,7 @@ class JPEGDataModule(CleanImageDataModule):
             see `CleanImageDataModule`.
         batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`; the only scalar
             is ``quality`` (quality factor / 100).
+        cache: keep the decoded training images in memory (see `CleanImageDataset`).
     """
 
     task = "jpeg"
@@ -77,6 +78,7 @@ class JPEGDataModule(CleanImageDataModule):
         num_workers: int = 8,
         pin_memory: bool = True,
         aux_scalars: Sequence[str] = (),
+        cache: bool = False,
     ) -> None:
         low, high = quality_range(quality)
         super().__init__(
@@ -94,6 +96,7 @@ class JPEGDataModule(CleanImageDataModule):
             num_workers,
             pin_memory,
             aux_scalars,
+            cache,
         )
         if high > low and "quality" not in self.aux_scalars:
             rank_zero_warn(

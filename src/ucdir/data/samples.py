@@ -23,7 +23,7 @@ class SamplesDataModule(JPEGDataModule):
         root: a folder with the same ``train/`` + ``val/`` layout to use instead of the embedded
             samples (None = embedded).
         quality, crop, eval_crop, eval_seed, repeats, batch_size, num_workers, pin_memory,
-            aux_scalars: as in `JPEGDataModule`.
+            aux_scalars, cache: as in `JPEGDataModule`.
     """
 
     task = "samples"
@@ -40,6 +40,7 @@ class SamplesDataModule(JPEGDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         aux_scalars: Sequence[str] = (),
+        cache: bool = False,
     ) -> None:
         folder = SAMPLES_DIR if root is None else Path(root)
         super().__init__(
@@ -54,6 +55,7 @@ class SamplesDataModule(JPEGDataModule):
             num_workers=num_workers,
             pin_memory=pin_memory,
             aux_scalars=aux_scalars,
+            cache=cache,
         )
         self.folder = folder
 

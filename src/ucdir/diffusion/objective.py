@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ucdir.diffusion.parametrization import prediction_target
 from ucdir.diffusion.schedules import Schedule, gammas
 from ucdir.types import Cond
 
@@ -54,6 +55,12 @@ def _with_aux(main: Tensor, x_init: Tensor, gt: Tensor, weight: float) -> Loss:
     return Loss(main + weight * aux, main, aux)
 
 
+def _raw(denoiser: nn.Module) -> nn.Module:
+    """The denoiser's raw output (`predict`, when it has one) rather than its ε."""
+    predict = getattr(denoiser, "predict", None)
+    return predict if callable(predict) else denoiser  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class ResidualObjective:
     """Paper Eq. 1: predict the noise of the noisy residual of the initial prediction.
@@ -62,7 +69,8 @@ class ResidualObjective:
     this loss as in the official code); gamma is drawn per sample uniformly between adjacent
     levels sqrt(alpha_bar_t), sqrt(alpha_bar_{t-1}) of `schedule` with t uniform in 1..T (the
     official draws one t per batch); x_t = gamma·r0 + sqrt(1 − gamma²)·eps; the loss is the mean
-    L1 (or L2) between eps and f(concat(lq, x_t), gamma, guide = u(lq), scalars).
+    L1 (or L2) between eps and f(concat(lq, x_t), gamma, guide = u(lq), scalars). A denoiser
+    with another `prediction_type` ("sample": r0, "v_prediction": v) is trained on that target.
 
     Args:
         schedule: the training schedule (official: linear, 2000 steps, 1e-6 → 0.01).
@@ -113,8 +121,10 @@ class ResidualObjective:
         gen_device = generator.device if generator is not None else gt.device
         eps = torch.randn(r0.shape, generator=generator, device=gen_device).to(gt.device, gt.dtype)
         x_t = g * r0 + (1 - g**2).sqrt() * eps
-        eps_hat = denoiser(x_t, gamma, make_cond(lq, x_init, scalars))
-        return _with_aux(_distance(eps_hat, eps, self.loss), x_init, gt, self.aux_l1_weight)
+        kind = getattr(denoiser, "prediction_type", "epsilon")
+        out = _raw(denoiser)(x_t, gamma, make_cond(lq, x_init, scalars))
+        target = prediction_target(r0, eps, gamma, kind)
+        return _with_aux(_distance(out, target, self.loss), x_init, gt, self.aux_l1_weight)
 
 
 @dataclass(frozen=True)
@@ -138,5 +148,10 @@ class RegressionObjective:
         x_init = predictor(lq)
         gt = to_diffusion(gt)
         gamma = torch.ones(gt.shape[0], device=gt.device)
+        if getattr(denoiser, "prediction_type", "epsilon") != "epsilon":
+            raise ValueError(
+                "the regression objective reads the denoiser's output as the residual: use "
+                "model.denoiser.prediction_type=epsilon"
+            )
         r0 = denoiser(torch.zeros_like(x_init), gamma, make_cond(lq, x_init, scalars))
         return _with_aux(_distance(x_init + r0, gt, self.loss), x_init, gt, self.aux_l1_weight)

@@ -35,3 +35,37 @@ def eps_from_residual(x_t: Tensor, gamma: Tensor, r0: Tensor) -> Tensor:
     g, s = _levels(gamma, x_t)
     wide = g.dtype
     return ((x_t.to(wide) - g * r0.to(wide)) / s).to(x_t.dtype)
+
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+"""What a denoiser's raw output is (diffusers' names): the noise ε, the residual r0 itself, or
+v = γ·ε − σ·r0 (Salimans & Ho)."""
+
+
+def check_prediction_type(kind: str) -> str:
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {kind!r}")
+    return kind
+
+
+def eps_from_prediction(x_t: Tensor, gamma: Tensor, out: Tensor, kind: str) -> Tensor:
+    """The noise ε̂ implied by a raw network output of type `kind` at x_t, gamma."""
+    if kind == "epsilon":
+        return out
+    if kind == "sample":
+        return eps_from_residual(x_t, gamma, out)
+    check_prediction_type(kind)
+    g, s = _levels(gamma, x_t)
+    wide = g.dtype
+    return (g * out.to(wide) + s * x_t.to(wide)).to(x_t.dtype)  # ε = γ·v + σ·x_t
+
+
+def prediction_target(r0: Tensor, eps: Tensor, gamma: Tensor, kind: str) -> Tensor:
+    """The training target of a network whose output is of type `kind` (x_t = γ·r0 + σ·ε)."""
+    if kind == "epsilon":
+        return eps
+    if kind == "sample":
+        return r0
+    check_prediction_type(kind)
+    g = gamma.reshape(-1, 1, 1, 1).to(r0.dtype)
+    return g * eps - (1 - g * g).sqrt() * r0

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ucdir.diffusion.parametrization import check_prediction_type, eps_from_prediction
 from ucdir.models.blocks import (
     BasicBlock,
     Downsample,
@@ -73,6 +74,9 @@ class ConditionalUNet(nn.Module):
         integration: "akgm" (paper) or the Table 4 alternatives "add", "concat", "adain", "dvsr".
         aux_scalars: names of the auxiliary scalars read from `cond.scalars`, in column order.
         dropout: dropout before the output conv.
+        prediction_type: what the last conv emits (diffusers' names): "epsilon" (the paper),
+            "sample" (the residual r0 itself) or "v_prediction"; `forward` always returns ε
+            (converted), `predict` the raw output the objective trains.
     """
 
     def __init__(
@@ -91,8 +95,10 @@ class ConditionalUNet(nn.Module):
         integration: Integration = "akgm",
         aux_scalars: tuple[str, ...] = (),
         dropout: float = 0.1,
+        prediction_type: str = "epsilon",
     ) -> None:
         super().__init__()
+        self.prediction_type = check_prediction_type(prediction_type)
         if width < 1 or width % 2:
             raise ValueError(f"width must be a positive even number, got {width!r}")
         if not mults or any(m < 1 for m in mults):
@@ -146,7 +152,13 @@ class ConditionalUNet(nn.Module):
         )
 
     def forward(self, x_t: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
-        """Predicts eps.
+        """Predicts eps (the raw output of `predict` converted, for the other prediction types;
+        pass gamma in float64, as the sampler does, for an exact conversion near γ = 1)."""
+        out = self.predict(x_t, gamma, cond)
+        return eps_from_prediction(x_t, gamma, out, self.prediction_type)
+
+    def predict(self, x_t: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
+        """The network's raw output: eps, r0 or v (see `prediction_type`).
 
         Args:
             x_t: (B, channels, H, W) noisy residual, in the diffusion's [-1, 1] scale.

@@ -46,7 +46,13 @@ def load_model(
         from ucdir.hub import UCDIR, resolve_pretrained
 
         model = UCDIR.load(pretrained)
-        config = {"model": {"predictor": model.predictor_config, "denoiser": model.denoiser_config}}
+        config = {
+            "model": {
+                "predictor": model.predictor_config,
+                "denoiser": model.denoiser_config,
+                "sampler": model.sampler_config,
+            }
+        }
         weights = Path(model.weights_file or resolve_pretrained(pretrained))
         return (
             model.predictor.to(device).eval(),
@@ -56,6 +62,19 @@ def load_model(
         )
     predictor, denoiser, cfg = load_networks(ckpt_path, device)  # type: ignore[arg-type]
     return predictor, denoiser, cfg, Path(str(ckpt_path))
+
+
+def choose_sampler(sampler_cfg: Any, run_cfg: dict) -> Any:
+    """The sampler of `sampler_cfg`, except for a regression model (exported or trained with the
+    regression sampler), whose output is the residual itself: it always gets one forward."""
+    from ucdir.diffusion.sampling import RegressionSampler
+
+    sampler = instantiate(sampler_cfg)
+    own = ((run_cfg.get("model") or {}).get("sampler") or {}).get("_target_", "")
+    if str(own).endswith("RegressionSampler") and not isinstance(sampler, RegressionSampler):
+        log.info("a regression model: restored with one forward (sampler=regression)")
+        return RegressionSampler()
+    return sampler
 
 
 def load_networks(ckpt_path: str | Path, device: torch.device) -> tuple[nn.Module, nn.Module, dict]:
@@ -177,7 +196,7 @@ def run(cfg: DictConfig) -> list[Path]:
     out_dir = Path(str(cfg.output))
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = _plan(inputs, out_dir, int(cfg.num_samples), bool(cfg.overwrite))
-    sampler = instantiate(cfg.sampler)
+    sampler = choose_sampler(cfg.sampler, run_cfg)
     patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
     scalars = _scalars(cfg, tuple(getattr(denoiser, "aux_scalars", ())), device)
     ckpt_hash = file_hash(weights)
