@@ -102,6 +102,8 @@ def export(
         "recipe": "",
     }
     fields.update(card or {})
+    if overwrite:  # the mixin keeps an existing model card: replace it with this model's
+        (out / "README.md").unlink(missing_ok=True)
     model.save_pretrained(out, model_card_kwargs=fields)
     return out
 
