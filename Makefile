@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install format lint test test-fast test-gpu stats demo bench ablation-table clean
+.PHONY: help install format lint test test-fast test-gpu stats demo app bench ablation-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,11 +34,15 @@ test: $(STAMP) ## the whole CPU test suite, slow tests included (the README's te
 test-fast: $(STAMP) ## the inner loop: skip tests marked slow
 	$(PY) -m pytest -m "not slow"
 
-test-gpu: $(STAMP) ## only the tests that need CUDA
+test-gpu: $(STAMP) ## only the tests that need CUDA (exits 0 with a skip line without one)
+	@$(PY) -c "import torch; print('CUDA devices:', torch.cuda.device_count() if torch.cuda.is_available() else 'none: the gpu tests are skipped')"
 	$(PY) -m pytest -m gpu
 
 demo: $(STAMP) ## the main job: train the demo model on the embedded samples (CPU, minutes), restore, report
 	$(PY) -m ucdir.demo
+
+app: $(STAMP) ## the web app: restore photos in the browser at http://127.0.0.1:7860 (Ctrl-C stops)
+	$(PY) -m ucdir.app
 
 ablation-table: $(STAMP) ## params and MACs of every Table 4 ablation next to the paper's (Markdown)
 	$(PY) -m ucdir.ablation_table

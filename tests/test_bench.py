@@ -9,11 +9,15 @@ import torch
 from hydra.utils import instantiate
 
 from tests.conftest import REPO, compose
-from ucdir.bench import _by_device, bench
+from ucdir.bench import SECTIONS, bench, by_device, to_markdown
+from ucdir.bench.akgm import product_sum
+from ucdir.bench.memory import measure
+from ucdir.bench.timing import timed
+from ucdir.models.guidance import AdaptiveKernelGuidance
 from ucdir.stats import network_macs
 
 
-@pytest.mark.slow  # three Python processes (the bench and two memory probes): ~10 s
+@pytest.mark.slow  # five Python processes (the bench and four memory probes): ~15 s
 def test_quick_bench_prints_tables_and_json(tmp_path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "ucdir.bench", "quick=true", "threads=1"],
@@ -27,11 +31,12 @@ def test_quick_bench_prints_tables_and_json(tmp_path) -> None:
     lines = out.stdout.strip().splitlines()
     result = json.loads(lines[-1])
     headers = [line for line in lines if line.startswith("| model |")]
-    assert len(headers) == 5  # forward, restore, patch, train, precision
+    assert len(headers) == 6  # forward, restore, patch, train, akgm, precision
     assert result["quick"] and result["threads"] == 1 and result["device"]
-    assert result["sections"] == ["forward", "restore", "patch", "train", "precision"]
+    assert result["sections"] == ["forward", "restore", "patch", "train", "akgm", "precision"]
+    assert out.stdout.startswith(to_markdown(result))  # the tables are those of the JSON result
     tiny = result["models"]["tiny"]
-    assert set(tiny) == {"params", "forward", "restore", "patch", "train", "precision"}
+    assert set(tiny) == {"params", "forward", "restore", "patch", "train", "akgm", "precision"}
 
     (forward,) = tiny["forward"]
     cfg = compose("stats", ["model=tiny"])
@@ -49,6 +54,13 @@ def test_quick_bench_prints_tables_and_json(tmp_path) -> None:
     assert patch["time_ratio"] == pytest.approx(
         patch["tiled"]["seconds"] / patch["whole"]["seconds"]
     )
+
+    akgm = tiny["akgm"]  # model=tiny: width 16 × mults[0] 1, 4 kernel bases, a 32² tile
+    assert (akgm["channels"], akgm["kernels"], akgm["size"]) == (16, 4, 32)
+    assert akgm["basis_mib"] == pytest.approx(16 * 4 * 32 * 32 * 4 / 2**20)
+    assert akgm["speedup"] == pytest.approx(akgm["product_sum"]["seconds"] / akgm["bmm"]["seconds"])
+    assert all(akgm[f]["peak_mib"] > 0 for f in ("product_sum", "bmm"))
+    assert "| `tiny` | C=16, N=4 | 32² | batched matmul (now) |" in out.stdout
 
     assert tiny["train"]["crop"] == 32 and tiny["train"]["batch_size"] == 2
     assert tiny["train"]["samples_per_s"] > 0
@@ -68,10 +80,39 @@ def test_bench_rejects_unknown_sections() -> None:
 
 
 def test_per_device_values() -> None:
-    assert _by_device({"cpu": 128, "cuda": 256}, torch.device("cpu")) == 128
-    assert _by_device(64, torch.device("cuda")) == 64
+    assert by_device({"cpu": 128, "cuda": 256}, torch.device("cpu")) == 128
+    assert by_device(64, torch.device("cuda")) == 64
     with pytest.raises(ValueError, match="no value for device"):
-        _by_device({"cuda": 256}, torch.device("cpu"))
+        by_device({"cuda": 256}, torch.device("cpu"))
+
+
+def test_default_sections_add_precision_only_on_cuda() -> None:
+    assert {"forward", "restore", "patch", "train", "akgm", "precision"} <= set(SECTIONS)
+    sections = bench(compose("bench", ["models=[]"]))["sections"]
+    assert "akgm" in sections and ("precision" in sections) == torch.cuda.is_available()
+    assert sections == [s for s in SECTIONS if s in sections]  # in the order of SECTIONS
+
+
+def test_akgm_reference_fusion_equals_the_layer() -> None:
+    """The figure's "before" computes what the layer computes (or it would compare apples with
+    pears), for spatial and per-sample M."""
+    g = torch.Generator().manual_seed(0)
+    layer = AdaptiveKernelGuidance(16, 4)
+    h = torch.randn(2, 16, 9, 13, generator=g)
+    for m in (torch.randn(2, 4, 9, 13, generator=g), torch.randn(2, 4, 1, 1, generator=g)):
+        with torch.no_grad():
+            torch.testing.assert_close(product_sum(layer, h, m), layer(h, m))
+
+
+def test_timing_and_memory_helpers() -> None:
+    calls: list[int] = []
+    times = timed(lambda: calls.append(1), 2, 3, torch.device("cpu"))
+    assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
+    with pytest.raises(ValueError, match="repeats"):
+        timed(lambda: None, 0, 0, torch.device("cpu"))
+    held: list[torch.Tensor] = []
+    row = measure(lambda: held.append(torch.ones(64 * 2**20 // 4)), torch.device("cpu"), 0, 1)
+    assert row["added_mib"] >= 60 and row["peak_mib"] >= row["added_mib"]  # the 64 MiB it kept
 
 
 def test_bench_config_defaults_follow_the_issue() -> None:

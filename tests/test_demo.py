@@ -45,14 +45,25 @@ def test_demo_restores_better_than_the_jpeg_then_fine_tunes(tmp_path: Path) -> N
     fast = next(r for r in metrics["rows"] if "DPMSolverMultistepScheduler 10" in r["method"])
     tuned = metrics["rows"][-1]
     assert "fine-tuned 4 steps" in tuned["method"]
-    # the shipped recipe's shape on the held-out photo (README: 28.29 dB JPEG, regression 29.24,
-    # 50-step DDPM 28.45 dB at NIQE 5.34 against the regression's 5.99): the regression beats the
-    # JPEG clearly, the diffusion restoration beats it on PSNR and NIQE and is more natural (NIQE)
-    # than its regression twin
-    assert regression["psnr"] > jpeg["psnr"] + 0.5 and regression["niqe"] < jpeg["niqe"]
-    assert ddpm["psnr"] > jpeg["psnr"] and ddpm["niqe"] < regression["niqe"] - 0.3
-    assert fast["psnr"] > jpeg["psnr"] - 0.2 and fast["niqe"] < regression["niqe"] - 0.3
-    assert tuned["psnr"] > jpeg["psnr"] - 0.5 and tuned["niqe"] < jpeg["niqe"]
+    # the shipped models' numbers on the held-out photo (README's demo table, model cards): the
+    # JPEG input and the regression are one deterministic pass (to rounding); the diffusion rows
+    # are seeded 50- and 10-step chains (to the last steps' numerics on another CPU)
+    for row, psnr, niqe, tol in (
+        (jpeg, 28.29, 7.021, 0.01),
+        (regression, 29.24, 5.994, 0.05),
+        (ddpm, 28.45, 5.344, 0.15),
+        (fast, 28.32, 4.710, 0.15),
+    ):
+        assert row["psnr"] == pytest.approx(psnr, abs=tol), row
+        assert row["niqe"] == pytest.approx(niqe, abs=tol), row
+    # and its shape: the regression beats the JPEG clearly, the diffusion restoration beats the
+    # JPEG on PSNR and NIQE and is more natural (NIQE) than its regression twin
+    assert regression["psnr"] > jpeg["psnr"] + 0.8 and regression["niqe"] < jpeg["niqe"] - 0.8
+    assert ddpm["psnr"] > jpeg["psnr"] + 0.1 and ddpm["niqe"] < regression["niqe"] - 0.5
+    assert fast["psnr"] > jpeg["psnr"] and fast["niqe"] < regression["niqe"] - 1.0
+    # 4 fine-tuning steps barely move the model: within 0.3 dB and 0.5 NIQE of the shipped one
+    assert tuned["psnr"] == pytest.approx(fast["psnr"], abs=0.3), tuned
+    assert tuned["niqe"] == pytest.approx(fast["niqe"], abs=0.5) and tuned["niqe"] < jpeg["niqe"]
     assert "| JPEG input (quality 10) |" in out.stdout and "fine-tuning: 4 steps" in out.stdout
     with Image.open(run / "demo_panel.png") as im:
         h, w = metrics["size"]

@@ -2,8 +2,9 @@
 
 Placeholders (`<run>`, `<folder>`, `/data/...`, `photos/`, `…`) are replaced by tiny real data
 and a checkpoint of a tiny run. Training commands (train, demo) are composed and fully
-instantiated (data, model, trainer) rather than run for their full length; every other command
-runs to completion.
+instantiated (data, model, trainer) rather than run for their full length; the web app
+(`ucdir.app`, a server) is composed and its page built, not served; every other command runs to
+completion.
 `make demo` and `make test` are exercised by tests/test_demo.py and CI.
 """
 
@@ -186,6 +187,14 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
             datamodule.prepare_data()  # as Trainer.fit does (the SID cache, if missing)
             datamodule.setup("fit")
             assert model is not None and trainer is not None
+        return
+    if module == "ucdir.app":
+        pytest.importorskip("gradio")
+        from ucdir.app.__main__ import settings
+        from ucdir.app.layout import build_app
+
+        cfg = compose("app", [*args, f"paths.output_dir={fixtures['base'] / 'app'}"])
+        assert build_app(settings(cfg)) is not None
         return
     env_dir = fixtures["base"] / "hydra" / re.sub(r"\W+", "_", command)[:80]
     result = subprocess.run(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import ucdir
 from tests.conftest import REPO
 
 
@@ -129,7 +130,21 @@ def test_evaluate_a_checkpoint_on_a_task(checkpoint: Path, tmp_path: Path) -> No
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| PSNR" in result.stdout or "PSNR" in result.stdout
     for name in ("results.md", "results.csv", "per_image.csv", "protocol.json"):
         assert (tmp_path / "eval" / name).is_file()
     assert (tmp_path / "eval" / "restored" / "00000.png").is_file()
+    # the printed table is results.md, and its PSNR of the restoration and of the input are
+    # those of the saved 8-bit images against the held-out photo, computed here by hand
+    table = (tmp_path / "eval" / "results.md").read_text().strip()
+    assert table in result.stdout
+    header, _, *lines = (line.strip("|").split("|") for line in table.splitlines())
+    column = [c.strip() for c in header].index("PSNR ↑")
+    printed = {cells[0].strip(): cells[column].strip() for cells in lines}
+    gt_path = Path(ucdir.__file__).parent / "assets" / "samples" / "val" / "chelsea.png"
+    with Image.open(gt_path) as im:
+        gt = np.asarray(im.convert("RGB"), dtype=np.float64) / 255
+    for row, folder in (("samples:last", "restored"), ("samples input", "input")):
+        with Image.open(tmp_path / "eval" / folder / "00000.png") as im:
+            image = np.asarray(im.convert("RGB"), dtype=np.float64) / 255
+        psnr = 10 * np.log10(1 / np.mean((image - gt) ** 2))
+        assert printed[row] == f"{psnr:.2f}", (row, printed, psnr)

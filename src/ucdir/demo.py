@@ -31,6 +31,7 @@ from torch import Tensor
 from ucdir.config_files import CONFIG_DIR
 from ucdir.hub import UCDIR
 from ucdir.metrics import Metrics
+from ucdir.overrides import run_command
 from ucdir.restore import Restoration, restore
 from ucdir.restore.cli import load_networks, write_png
 from ucdir.train import train
@@ -160,4 +161,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

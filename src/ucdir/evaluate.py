@@ -1,18 +1,24 @@
-"""`python -m ucdir.evaluate mode=score restored=<folder> gt=<folder> [metrics=[psnr,ssim]]`.
+"""`python -m ucdir.evaluate`: scores restorations under the paper's protocol (`ucdir.metrics`).
 
-Two modes (`mode=auto`, the default, picks `model` when a `ckpt_path` is given):
+Modes (`mode=auto`, the default, picks `model` when `ckpt_path` or `pretrained` is given, else
+`score`):
 
-- `mode=score`: scores a folder of restored images against a folder of ground truth under the
-  paper's protocol (`ucdir.metrics.Metrics`), pairing files by name without extension
-  (`0001.png` ↔ `0001.jpg`);
-- `mode=model`: restores a task's test split with a checkpoint and scores the restoration and its
-  x_init, with the seconds per image.
+- `mode=score` (`restored=<folder> gt=<folder>`): scores any method's outputs against ground
+  truth, pairing files by name without extension (`0001.png` ↔ `0001.jpg`; `recursive=true`:
+  by relative path), every image read by `ucdir.data.images` (the extensions training reads;
+  hidden files, such as an interrupted restore's temporary files, ignored). Unmatched files,
+  size mismatches and unreadable images (a file over `max_pixels` included) are all listed in
+  one error before anything is scored. One row, named `name=` (default: the restored folder).
+- `mode=model` (`ckpt_path=…` or `pretrained=…`, `task=…`): restores the task's test split and
+  scores the rows: the restoration (with the seconds per image of `restore()`), its x_init
+  (`score_x_init`), the mean of K samples (`num_samples` > 1), the degraded input itself
+  (`score_input`); the images go to `<run dir>/restored/`, `x_init/`, ... (`save_images`).
 
 Prints the results table as Markdown on stdout and writes, into the run directory
 (`${hydra:runtime.output_dir}`, by default `outputs/evaluate/<date>_<time>`):
 
-- `results.md`, `results.csv`: one row for the method (`name=`, default: the restored folder's
-  name), columns LPIPS, NIQE, FID, KID (×10³), PSNR, SSIM as in the paper's tables;
+- `results.md`, `results.csv`, `results.json`: the rows, columns LPIPS, NIQE, FID, KID (×10³),
+  PSNR, SSIM as in the paper's tables;
 - `per_image.csv`: the per-image values;
 - `protocol.json`: how each metric was computed, versions, and the metrics that were skipped.
 
@@ -40,12 +46,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from tqdm import tqdm
 
 from ucdir.config_files import CONFIG_DIR
+from ucdir.data.images import MAX_PIXELS, image_size, list_images
 from ucdir.data.images import read_image as read_rgb
+from ucdir.device import resolve_device
 from ucdir.metrics import (
     CorruptWeightsError,
     Metrics,
@@ -54,11 +61,11 @@ from ucdir.metrics import (
     results_row,
     write_results,
 )
+from ucdir.overrides import run_command
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "score", "model")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class FolderScores(NamedTuple):
@@ -75,73 +82,70 @@ class FolderScores(NamedTuple):
     protocol: dict[str, Any]
 
 
-def list_images(folder: str | Path, recursive: bool = False) -> dict[str, Path]:
-    """Image files of a folder by key = path relative to it, without extension.
+def images_by_name(folder: str | Path, key: str, recursive: bool = False) -> dict[str, Path]:
+    """Image files of a folder (`ucdir.data.images.list_images`) by their path relative to it
+    without extension.
 
     Raises:
         FileNotFoundError: if the folder does not exist.
-        ValueError: if two files share a key (`a.png` and `a.jpg`).
+        ValueError: if it holds no image, or two files share a name (`a.png` and `a.jpg`).
     """
     root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
-    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
     images: dict[str, Path] = {}
-    for path in files:
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        key = path.relative_to(root).with_suffix("").as_posix()
-        if key in images:
-            raise ValueError(f"two images in {root} have the name {key!r}: {images[key]}, {path}")
-        images[key] = path
+    for path in list_images(root, key, recursive=recursive):
+        name = path.relative_to(root).with_suffix("").as_posix()
+        if name in images:
+            raise ValueError(
+                f"{key}: two images in {root} have the name {name!r}: {images[name]}, {path}"
+            )
+        images[name] = path
     return images
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            return width, height
-    except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-
-
 def pair_images(
-    restored_dir: str | Path, gt_dir: str | Path, recursive: bool = False
+    restored_dir: str | Path,
+    gt_dir: str | Path,
+    recursive: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> list[tuple[str, Path, Path]]:
     """(name, restored path, gt path) for every image name present in both folders.
 
     Raises:
-        ValueError: listing every unmatched file on either side, and every pair whose sizes differ.
+        ValueError: listing every unmatched file on either side, every file whose header cannot
+            be read or claims more than `max_pixels` pixels, and every pair whose sizes differ.
     """
-    restored, gt = list_images(restored_dir, recursive), list_images(gt_dir, recursive)
+    restored = images_by_name(restored_dir, "restored", recursive)
+    gt = images_by_name(gt_dir, "gt", recursive)
     problems = []
     if only_restored := sorted(restored.keys() - gt.keys()):
         problems.append(f"no ground truth in {gt_dir} for: {', '.join(only_restored)}")
     if only_gt := sorted(gt.keys() - restored.keys()):
         problems.append(f"no restored image in {restored_dir} for: {', '.join(only_gt)}")
     names = sorted(restored.keys() & gt.keys())
-    if not names and not problems:
-        problems.append(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {restored_dir}")
     for name in names:
-        rs, gs = _image_size(restored[name]), _image_size(gt[name])
-        if rs != gs:
-            problems.append(
-                f"size mismatch for {name}: restored {rs[0]}×{rs[1]}, gt {gs[0]}×{gs[1]}"
+        try:
+            (rh, rw), (gh, gw) = (
+                image_size(restored[name], "restored", max_pixels),
+                image_size(gt[name], "gt", max_pixels),
             )
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        if (rh, rw) != (gh, gw):
+            problems.append(f"size mismatch for {name}: restored {rw}×{rh}, gt {gw}×{gh}")
     if problems:
         raise ValueError("cannot pair the folders:\n" + "\n".join(problems))
     return [(name, restored[name], gt[name]) for name in names]
 
 
-def read_image(path: str | Path) -> Tensor:
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Tensor:
     """An image file as (3, H, W) float32 RGB in [0, 1] (8/16-bit, grey, palette; alpha dropped),
     read like every other image of the package (`ucdir.data.images.read_image`).
 
     Raises:
-        ValueError: for an unreadable or truncated file.
+        ValueError: for an unreadable or truncated file, or one over `max_pixels` pixels.
     """
-    return torch.from_numpy(read_rgb(path, "image")).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(read_rgb(path, "image", max_pixels)).permute(2, 0, 1).contiguous()
 
 
 def score_folders(
@@ -152,6 +156,7 @@ def score_folders(
     name: str | None = None,
     recursive: bool = False,
     device: str | torch.device = "cpu",
+    max_pixels: int = MAX_PIXELS,
 ) -> FolderScores:
     """Scores every restored image against the ground-truth image of the same name.
 
@@ -162,15 +167,18 @@ def score_folders(
         name: the method's name in the table; the restored folder's name when None.
         recursive: also pair images in sub-folders (by relative path).
         device: where the metric networks run.
+        max_pixels: an image claiming more pixels is an error (a decompression bomb).
 
     Returns:
         The table row, the per-image rows and the protocol.
     """
-    pairs = pair_images(restored_dir, gt_dir, recursive)
+    pairs = pair_images(restored_dir, gt_dir, recursive, max_pixels)
     metrics.reset()
     metrics.to(device)
     for i, (key, restored_path, gt_path) in enumerate(pairs, 1):
-        restored, gt = (read_image(p).unsqueeze(0).to(device) for p in (restored_path, gt_path))
+        restored, gt = (
+            read_image(p, max_pixels).unsqueeze(0).to(device) for p in (restored_path, gt_path)
+        )
         metrics.update(restored, gt, names=[key])
         if i % 50 == 0 or i == len(pairs):
             log.info("scored %d/%d images", i, len(pairs))
@@ -186,12 +194,6 @@ def score_folders(
         "skipped": result.skipped,  # also what the data could not give (small images)
     }
     return FolderScores([results_row(method, result)], result.per_image, protocol)
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _check_output_dir(out_dir: Path, inputs: Sequence[str | Path]) -> None:
@@ -213,7 +215,8 @@ def score_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
         metrics,
         name=cfg.name,
         recursive=cfg.recursive,
-        device=_resolve_device(cfg.device),
+        device=resolve_device(str(cfg.device)),
+        max_pixels=int(cfg.get("max_pixels", MAX_PIXELS)),
     )
     write_results(scores.rows, out_dir, scores.protocol, scores.per_image)
     return scores
@@ -254,7 +257,7 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
             "mode=model needs ckpt_path=<checkpoint of a ucdir training run> or "
             "pretrained=<exported folder | shipped model | user/repo>"
         )
-    device = torch.device(_resolve_device(cfg.device))
+    device = resolve_device(str(cfg.device))
     predictor, denoiser, run_cfg, _ = load_model(
         cfg.get("ckpt_path"), cfg.get("pretrained"), device
     )
@@ -368,4 +371,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

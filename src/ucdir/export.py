@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from ucdir.checkpoints import load_state, read_checkpoint, run_config
 from ucdir.config_files import CONFIG_DIR
 from ucdir.hub import UCDIR
+from ucdir.overrides import run_command
 
 log = logging.getLogger(__name__)
 
@@ -122,4 +123,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from ucdir.data.order import seed_batch
 from ucdir.diffusion.memory import AutoPatchSplit
 from ucdir.diffusion.objective import Loss
 from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit
@@ -27,6 +28,14 @@ VAL_METRICS = ("psnr", "ssim", "niqe", "lpips", "fid", "kid")
 """The validation default: the paper's six (those whose weights are missing are skipped)."""
 SCORED = ("restored", "x_init")
 """What validation scores: the restoration (`val/<metric>`) and x_init (`val/x_init/<metric>`)."""
+
+
+def warmup_linear(optimizer: Optimizer, warmup_steps: int = 0) -> LambdaLR:
+    """A linear warm-up of the learning rate over `warmup_steps` (from 1/`warmup_steps` of its
+    base value), then constant; `warmup_steps=0` is the paper's constant rate."""
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps!r}")
+    return LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(warmup_steps, 1)))
 
 
 def warmup_cosine(
@@ -76,8 +85,13 @@ class UCDIRLitModule(L.LightningModule):
             KID subsets, what a missing weights file does) are the config's.
         sanity_steps: sampler steps of Lightning's sanity validation before training (the
             sampler's own count when lower): a broken validation fails in the first minute.
-        lr_schedule: None (constant, the paper) or a factory taking the optimizer and returning
-            a scheduler stepped every training step (e.g. `warmup_cosine`).
+        lr_schedule: None (constant) or a factory taking the optimizer and returning a scheduler
+            stepped every training step (`warmup_linear`, `warmup_cosine`: the config group
+            ``model/lr_schedule=constant|warmup|cosine``).
+        compile: `torch.compile` the denoiser's forward in place (`model.compile=true`; the
+            weights keep their names, so checkpoints and exports are unchanged).
+        channels_last: keep weights and training batches channels-last (faster convolutions
+            on tensor cores); None = on CUDA only.
     """
 
     def __init__(
@@ -94,6 +108,8 @@ class UCDIRLitModule(L.LightningModule):
         scorer: Scorer = Metrics,
         sanity_steps: int = 2,
         lr_schedule: Callable[[Optimizer], LRScheduler] | None = None,
+        compile: bool = False,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         if sanity_steps < 1:
@@ -104,6 +120,7 @@ class UCDIRLitModule(L.LightningModule):
         self.freeze_predictor, self.val_seed = freeze_predictor, val_seed
         self.val_metrics, self.scorer, self.sanity_steps = list(val_metrics), scorer, sanity_steps
         self.lr_schedule = lr_schedule
+        self.compile, self.channels_last = compile, channels_last
         if freeze_predictor:
             self.predictor.requires_grad_(False)
         self.scores: dict[str, Metrics] = {}  # built on first use: not part of the checkpoint
@@ -114,7 +131,25 @@ class UCDIRLitModule(L.LightningModule):
         if self.freeze_predictor:
             self.predictor.eval()
 
+    def setup(self, stage: str) -> None:
+        if self.compile:  # (not configure_model: Lightning's EMA refuses models that define it)
+            self.denoiser.compile()
+
+    def on_fit_start(self) -> None:
+        if self._channels_last():
+            self.to(memory_format=torch.channels_last)
+
+    def on_train_batch_start(self, batch: PairBatch, batch_idx: int) -> None:
+        # dropout and the objective's noise from the batch's place in the run: exact resume
+        # (the run's batch count, which Lightning checkpoints; batch_idx restarts every epoch)
+        seed_batch(self.trainer.fit_loop.epoch_loop.total_batch_idx, self.global_rank)
+
     def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
+        if self._channels_last():
+            fmt = torch.channels_last
+            batch = batch._replace(
+                lq=batch.lq.contiguous(memory_format=fmt), gt=batch.gt.contiguous(memory_format=fmt)
+            )
         out = self.objective(self.predictor, self.denoiser, batch.lq, batch.gt, batch.scalars)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
@@ -154,6 +189,11 @@ class UCDIRLitModule(L.LightningModule):
             return optimizer
         scheduler = {"scheduler": self.lr_schedule(optimizer), "interval": "step", "name": "lr"}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _channels_last(self) -> bool:
+        if self.channels_last is None:
+            return self.device.type == "cuda"
+        return self.channels_last
 
     def num_parameters(self) -> dict[str, int]:
         """Parameter counts of both networks (logged at the start of training)."""

@@ -18,6 +18,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ucdir.atomic import write_text_atomic
 from ucdir.metrics.results import markdown_table, read_results, results_csv
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ def write_sweep_table(sweep_dir: str | Path) -> str:
     if not rows:
         raise ValueError(f"no job of the sweep in {root} wrote a results.json")
     text = markdown_table(rows)
-    (root / "sweep_results.md").write_text(text, encoding="utf-8")
-    (root / "sweep_results.csv").write_text(results_csv(rows), encoding="utf-8")
+    write_text_atomic(root / "sweep_results.md", text)
+    write_text_atomic(root / "sweep_results.csv", results_csv(rows))
     return text
 
 

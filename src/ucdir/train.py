@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+from torch.optim import Optimizer
 
 from ucdir.callbacks import StoreConfig
 from ucdir.checkpoints import check_checkpoint_file, load_state, unsafe_checkpoint
 from ucdir.config_files import CONFIG_DIR
 from ucdir.lit_module import UCDIRLitModule
+from ucdir.overrides import run_command
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,31 @@ def _instantiate_all(nodes: DictConfig | None) -> list[Any]:
     if not nodes:
         return []
     return [instantiate(node) for node in nodes.values() if node is not None]
+
+
+def check_optimizer(factory: Callable[..., Optimizer], key: str = "model.optimizer") -> None:
+    """Builds the optimizer once on a stand-in parameter, so that a bad value in the config
+    (`model.optimizer.lr=abc`) fails before training with the key named, not inside Lightning.
+
+    Raises:
+        ValueError: a text where the optimizer's default is a number, or any argument the
+            optimizer refuses, naming `key` and the values given.
+    """
+    given = dict(getattr(factory, "keywords", None) or {})
+    try:
+        params = inspect.signature(getattr(factory, "func", factory)).parameters
+    except (TypeError, ValueError):  # no signature to read: the build below still checks
+        params = {}  # type: ignore[assignment]
+    for name, value in given.items():
+        default = params[name].default if name in params else None
+        numeric = isinstance(default, int | float | tuple) and not isinstance(default, bool)
+        if numeric and isinstance(value, str):
+            raise ValueError(f"{key}.{name}={value!r} is not a number (default: {default!r})")
+    try:
+        factory(params=[nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as err:
+        values = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise ValueError(f"{key}: the optimizer refuses its arguments ({values}): {err}") from err
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, UCDIRLitModule, L.Trainer]:
@@ -42,6 +73,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, UCDIRLitModule, L.Tra
             cfg.model.predictor = pretrained.predictor_config
             cfg.model.denoiser = pretrained.denoiser_config
     model: UCDIRLitModule = instantiate(cfg.model)
+    check_optimizer(model.optimizer_factory)
     if pretrained is not None:
         model.predictor.load_state_dict(pretrained.predictor.state_dict())
         model.denoiser.load_state_dict(pretrained.denoiser.state_dict())
@@ -59,12 +91,41 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, UCDIRLitModule, L.Tra
     return datamodule, model, trainer
 
 
+FULL_SIZE_PARAMS = 20_000_000
+"""Above this many parameters (and 50k steps), a CPU run gets the pointer to the CPU recipes."""
+
+
+def announce(cfg: DictConfig, model: UCDIRLitModule, trainer: L.Trainer) -> None:
+    """Says what the run is about to do (model size, steps, device), and on a CPU, where the
+    paper's setup would take weeks, where the CPU-sized runs are."""
+    counts = model.num_parameters()
+    counts["total"] = counts["predictor"] + counts["denoiser"]
+    device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    steps = cfg.trainer.max_steps
+    rank_zero_info(
+        f"training {cfg.task.name}: {counts['total'] / 1e6:.1f} M parameters "
+        f"(predictor {counts['predictor'] / 1e6:.1f} M, denoiser {counts['denoiser'] / 1e6:.1f} M), "
+        f"{steps} steps, batch {cfg.data.batch_size}, crops {cfg.data.get('crop', '-')}, on "
+        f"{trainer.num_devices} x {device} x {trainer.num_nodes} node(s), {trainer.precision}"
+    )
+    if device == "cpu" and counts["total"] > FULL_SIZE_PARAMS and steps > 50_000:
+        log.warning(
+            "no GPU: this is the paper's full-size setup (%.0f M parameters, %d steps, made for "
+            "8 GPUs), which would take weeks on this CPU. For a CPU: `make demo` (minutes), "
+            "`python -m ucdir.train experiment=jpeg_cpu` (the shipped model's recipe, about an "
+            "hour), or `trainer=cpu model=demo trainer.max_steps=...`; on GPUs: trainer=gpu or "
+            "trainer=ddp.",
+            counts["total"] / 1e6,
+            steps,
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Runs one training job; returns the final logged metrics."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
     try:
-        rank_zero_info(f"parameters: {model.num_parameters()}")
+        announce(cfg, model, trainer)
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         if cfg.ckpt_path:
@@ -88,4 +149,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -16,7 +16,9 @@ def test_config_holds_the_real_esrgan_defaults() -> None:
     assert instantiate(cfg.data.degradation) == SecondOrderDegradation()
 
 
-def test_validation_degradations_are_fixed_training_ones_fresh(clean_folder: Path) -> None:
+def test_validation_degradations_are_fixed_training_ones_new_every_epoch(
+    clean_folder: Path,
+) -> None:
     scalars = "task.aux_scalars=[blur_sigma,scale,noise_sigma,quality]"
     dm = datamodule("blind", f"data.root={clean_folder}", *SMALL, scalars)
     assert isinstance(dm, BlindDataModule)
@@ -29,8 +31,11 @@ def test_validation_degradations_are_fixed_training_ones_fresh(clean_folder: Pat
     assert torch.equal(val.lq, again.lq) and torch.equal(val.scalars, again.scalars)
     train = dm.data_train
     assert train is not None
-    first, second = train[0], train[0]
-    assert not torch.equal(first.lq, second.lq)  # a new crop and degradation at every visit
+    # a training key (ucdir.data.order) fixes its sample; the same image in another epoch (key +
+    # size x stream) gets a new crop and degradation
+    first, same, later = train[0], train[0], train[len(train) * 7]
+    assert torch.equal(first.lq, same.lq) and torch.equal(first.gt, same.gt)
+    assert not torch.equal(first.lq, later.lq)
 
 
 def test_one_training_step(clean_folder: Path) -> None:

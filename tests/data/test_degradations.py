@@ -4,6 +4,7 @@ import kornia
 import pytest
 import torch
 
+import ucdir.data.degradations as degradations
 from ucdir.data.degradations import DegradationStage, SecondOrderDegradation
 from ucdir.data.kernels import gaussian_family_kernel, sinc_kernel
 
@@ -70,3 +71,65 @@ def test_stage_rejects_bad_ranges() -> None:
         DegradationStage(jpeg_range=(30, 120))
     with pytest.raises(ValueError, match="resize_range"):
         DegradationStage(resize_range=(1.2, 1.5))
+
+
+@pytest.mark.parametrize("blur_prob", [0.0, 1.0])
+def test_stage_blurs_with_its_blur_prob(blur_prob: float) -> None:
+    stage = DegradationStage(blur_prob=blur_prob, sinc_prob=0.0)
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    for seed in range(10):
+        out, sigma = stage.blur(x, torch.Generator().manual_seed(seed))
+        if blur_prob == 0:
+            assert out is x and sigma == 0.0
+        else:
+            assert not torch.equal(out, x) and sigma >= stage.sigma[0]
+
+
+def _blur_calls(model: SecondOrderDegradation, seed: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    calls = []
+
+    def counting_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        calls.append(kernel.shape)
+        return blur(x, kernel)
+
+    blur = degradations._blur
+    monkeypatch.setattr(degradations, "_blur", counting_blur)
+    try:
+        model(torch.rand(3, 32, 32), torch.Generator().manual_seed(seed))
+    finally:
+        monkeypatch.setattr(degradations, "_blur", blur)
+    return len(calls)
+
+
+def test_first_stage_blur_prob_decides_the_first_blur(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the second blur and the final sinc off, the only blur is the first stage's: never at
+    blur_prob 0, always at 1, per sample (from its generator) at 0.5."""
+
+    def model(p: float) -> SecondOrderDegradation:
+        return SecondOrderDegradation(
+            first=DegradationStage(blur_prob=p, sinc_prob=0.0),
+            second=DegradationStage(blur_prob=0.0),
+            final_sinc_prob=0.0,
+        )
+
+    seeds = range(12)
+    assert [_blur_calls(model(0.0), s, monkeypatch) for s in seeds] == [0] * 12
+    assert [_blur_calls(model(1.0), s, monkeypatch) for s in seeds] == [1] * 12
+    half = [_blur_calls(model(0.5), s, monkeypatch) for s in seeds]
+    assert set(half) == {0, 1} and half == [_blur_calls(model(0.5), s, monkeypatch) for s in seeds]
+    gt = torch.rand(3, 32, 32)
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        assert model(0.0)(gt, g)[1]["blur_sigma"] == 0.0  # no kernel: its scalar is 0
+        assert model(1.0)(gt, torch.Generator().manual_seed(seed))[1]["blur_sigma"] > 0
+
+
+def test_blind_config_passes_the_first_blur_prob() -> None:
+    from hydra.utils import instantiate
+
+    from tests.data.conftest import compose_task
+
+    cfg = compose_task("blind", "data.degradation.first.blur_prob=0.0")
+    assert instantiate(cfg.data.degradation).first.blur_prob == 0.0
+    with pytest.raises(ValueError, match="blur_prob"):
+        DegradationStage(blur_prob=1.5)

@@ -78,13 +78,69 @@ def test_real_files_pack_with_their_own_pattern_and_levels(shared_data: Path, na
     np.testing.assert_allclose(packed[..., 0], red, atol=1e-6)
 
 
-def test_amplification_happens_in_the_raw_domain(shared_data: Path) -> None:
-    path = shared_data / "raw" / "RAW_KODAK_DC50.KDC"
-    with rawpy.imread(str(path)) as raw:
+def amplified_by_hand(mosaic: np.ndarray, black: float, white: float, ratio: float) -> np.ndarray:
+    """(raw − black)·ratio clipped at white, below-black pixels to black, rounded: in float64."""
+    signal = np.clip(mosaic.astype(np.float64) - black, 0, None) * ratio
+    return np.rint(black + np.minimum(signal, white - black)).astype(np.uint16)
+
+
+def file_levels(raw: rawpy.RawPy) -> tuple[float, float]:
+    """The file's one black level (both real files have the same in all channels) and white."""
+    (black,) = set(raw.black_level_per_channel)
+    return float(black), float(raw.white_level)
+
+
+@pytest.mark.parametrize("ratio", [4.0, 2.5])
+def test_amplify_is_the_raw_arithmetic_with_a_black_level(shared_data: Path, ratio: float) -> None:
+    """The DNG has black 512: the signal above black is scaled, black stays, white clips."""
+    path = shared_data / "raw" / "Blackmagic_PocketCinemaCamera4K.dng"
+    with open_raw(path, "data.root") as raw:
+        black, white = file_levels(raw)
+        before = raw.raw_image_visible.copy()
+        amplify(raw, ratio)
+        after = raw.raw_image_visible.copy()
+    assert black == 512 and white == 65535
+    expected = amplified_by_hand(before, black, white, ratio)
+    np.testing.assert_array_equal(after, expected)
+    # every branch ran on this file: below black, scaled, clipped at white
+    assert (before < black).any() and (after[before < black] == black).all()
+    assert (after == white).any() and ((before > black) & (after < white)).any()
+    # a gain that ignored the black level would differ on every pixel above it
+    assert not np.array_equal(after, np.minimum(before.astype(np.float64) * ratio, white))
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_render_amplifies_the_raw_mosaic_before_demosaicing(shared_data: Path, name: str) -> None:
+    """render(path, r) is LibRaw's render of the mosaic amplified by hand; a gain applied to the
+    rendered image instead (the same mean brightening) gives another image."""
+    path = shared_data / "raw" / name
+    ratio = 4.0
+    with rawpy.imread(str(path)) as raw:  # one render per opened file: LibRaw keeps state
         plain = raw.postprocess(render_params(half_size=True))
+    with rawpy.imread(str(path)) as raw:
+        black, white = file_levels(raw)
+        mosaic = raw.raw_image_visible
+        mosaic[...] = amplified_by_hand(mosaic.copy(), black, white, ratio)
+        by_hand = raw.postprocess(render_params(half_size=True))
     np.testing.assert_array_equal(render(path, 1.0), plain)
-    assert render(path, 1.0).shape == (256, 384, 3) and plain.dtype == np.uint16
-    assert render(path, 4.0).mean() > 1.5 * plain.mean()
+    assert plain.dtype == np.uint16 and plain.shape[:2] == (
+        raw_size(path)[0] // 2,
+        raw_size(path)[1] // 2,
+    )
+    rendered = render(path, ratio)
+    np.testing.assert_array_equal(rendered, by_hand)
+    after_render = np.minimum(plain.astype(np.float64) * ratio, 65535)
+    assert np.abs(rendered - after_render).mean() > 100  # on the 16-bit scale
+
+
+def raw_size(path: Path) -> tuple[int, int]:
+    with rawpy.imread(str(path)) as raw:
+        return raw.raw_image_visible.shape
+
+
+def test_amplification_clips_at_white_and_keeps_order(shared_data: Path) -> None:
+    path = shared_data / "raw" / "RAW_KODAK_DC50.KDC"
+    assert render(path, 1.0).shape == (256, 384, 3)
     with open_raw(path, "data.root") as raw:
         before = raw.raw_image_visible.copy()
         amplify(raw, 1000.0)

@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ucdir.data.seeding import sample_generator
 from ucdir.data.transforms import (
@@ -41,12 +43,48 @@ def test_small_images_are_padded_or_resized_not_retried() -> None:
     assert fit_short_side(torch.rand(3, 10, 20), 32).shape == (3, 32, 64)
 
 
-def test_center_square_is_ddrm_protocol() -> None:
-    x = torch.rand(3, 300, 400)
+def ddrm_by_hand(x: torch.Tensor, size: int) -> torch.Tensor:
+    """DDRM's ImageNet protocol with Pillow: the centred square of side min(H, W) (torchvision's
+    `center_crop` offsets, round((H − side) / 2)), then Pillow's bilinear resize to size² (what
+    `transforms.Resize(size)` does to a square PIL image), on float32 channels (no 8-bit
+    rounding)."""
+    h, w = x.shape[-2:]
+    side = min(h, w)
+    top, left = round((h - side) / 2.0), round((w - side) / 2.0)
+    channels = []
+    for channel in x.numpy():
+        im = Image.fromarray(channel.astype(np.float32), mode="F")
+        im = im.crop((left, top, left + side, top + side))
+        channels.append(np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)))
+    return torch.from_numpy(np.stack(channels)).clamp(0, 1)
+
+
+@pytest.mark.parametrize(
+    "height,width",
+    [
+        (300, 400),  # landscape, downscaled (antialiased)
+        (400, 300),  # portrait
+        (200, 300),  # upscaled
+        (375, 500),  # an ImageNet validation size: odd margin (62.5 rounds to 62)
+        (256, 256),  # already the size: unchanged
+        pytest.param(
+            301,
+            404,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="center_square floors an odd margin (103 // 2 = 51) where "
+                "torchvision rounds it half to even (round(51.5) = 52): a 1-px shift",
+            ),
+        ),
+    ],
+)
+def test_center_square_is_ddrm_protocol(height: int, width: int) -> None:
+    x = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height + width))
     out = center_square(x, 256)
-    assert out.shape == (3, 256, 256) and out.min() >= 0 and out.max() <= 1
-    square = torch.rand(3, 256, 256)
-    assert torch.equal(center_square(square, 256), square)
+    assert out.shape == (3, 256, 256)
+    torch.testing.assert_close(out, ddrm_by_hand(x, 256), atol=1e-5, rtol=0)
+    if (height, width) == (256, 256):
+        assert torch.equal(out, x)
 
 
 def test_hflip_flips_all_images_together() -> None:

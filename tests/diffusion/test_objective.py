@@ -12,12 +12,20 @@ def test_gamma_is_drawn_per_sample_between_adjacent_levels() -> None:
     schedule = LinearSchedule(20, 1e-4, 0.3)
     objective = ResidualObjective(schedule)
     g = objective.sample_gamma(4000, torch.device("cpu"), torch.Generator().manual_seed(0))
-    levels = gammas(schedule).float()
+    levels = gammas(schedule).float()  # 1 = levels[0] > levels[1] > ... > levels[20]
+    assert (levels[1:] < levels[:-1]).all() and levels[0] == 1
     assert g.shape == (4000,) and float(g.min()) >= float(levels[-1]) and float(g.max()) <= 1
-    # equal mass per schedule interval
-    idx = torch.bucketize(-g, -levels.flip(0).flip(0))
+    # interval t in 1..20 holds levels[t] <= g < levels[t-1]; bucketize needs ascending bounds,
+    # so it reads the negated (ascending) levels
+    idx = torch.bucketize(-g, -levels)
+    assert int(idx.min()) >= 1 and int(idx.max()) <= 20
     counts = torch.bincount(idx, minlength=21)[1:]
-    assert counts.min() > 120 and counts.max() < 280
+    assert counts.min() > 120 and counts.max() < 280  # equal mass per interval (200 each)
+    # uniform inside its interval: not the levels themselves, nor their midpoints
+    u = (g - levels[idx]) / (levels[idx - 1] - levels[idx])
+    assert float(u.min()) >= 0 and float(u.max()) <= 1
+    for q in (0.25, 0.5, 0.75):
+        assert abs(float((u < q).float().mean()) - q) < 0.03, q
     assert len(set(g[:8].tolist())) == 8  # not one level for the whole batch
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 import torchvision
 
 import ucdir.metrics.collection as collection
-from tests.metrics.conftest import REAL_HUB_DIR, random_images
+from tests.metrics.conftest import random_images
 from ucdir.metrics import CorruptWeightsError, Metrics, MetricUnavailableError, MissingWeightsError
 from ucdir.metrics.niqe import pristine_model
 from ucdir.metrics.pretrained import build_inception, build_lpips, build_pyiqa_niqe
@@ -70,11 +71,19 @@ def test_missing_weights_raise_or_skip_and_the_rest_is_computed() -> None:
     assert metrics.protocol()["skipped"] == metrics.skipped
 
 
-def test_fid_without_torch_fidelity_names_the_requirement() -> None:
-    if importlib.util.find_spec("torch_fidelity") is not None:
-        pytest.skip("torch-fidelity is installed")
-    with pytest.raises(MetricUnavailableError, match="pip install 'torch-fidelity"):
+def test_fid_without_torch_fidelity_names_the_requirement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs whether or not torch-fidelity is installed: the import is made to fail."""
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # `import` raises ModuleNotFound
+    with pytest.raises(MetricUnavailableError, match="pip install 'torch-fidelity") as info:
         build_inception()
+    assert INCEPTION.name in str(info.value)  # the weights file is missing too: both are named
+    monkeypatch.setenv("UCDIR_WEIGHTS_DIR", str(tmp_path))
+    (tmp_path / INCEPTION.name).write_bytes(b"")
+    with pytest.raises(MetricUnavailableError, match="pip install 'torch-fidelity") as info:
+        build_inception()
+    assert INCEPTION.name not in str(info.value)
 
 
 @pytest.fixture
@@ -102,22 +111,31 @@ def test_lpips_is_built_from_local_files(random_alexnet: Path) -> None:
     assert (lpips_alex(random_images(2, 64, 64, seed=5), gt) > 0).all()
 
 
-@pytest.mark.skipif(
-    not (REAL_HUB_DIR / "checkpoints" / ALEXNET.name).is_file(),
-    reason=f"{ALEXNET.name} is not in the local torch hub cache",
-)
-def test_lpips_with_the_real_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UCDIR_WEIGHTS_DIR", str(REAL_HUB_DIR / "checkpoints"))
+def test_metrics_score_lpips_per_image_from_a_weights_dir_file(random_alexnet: Path) -> None:
+    """`Metrics(["lpips"])` finds the AlexNet file through $UCDIR_WEIGHTS_DIR and each row is
+    the `lpips` package's own distance of the 8-bit-rounded pair (its [0, 1] input mode)."""
+    import lpips
+
     metrics = Metrics(["lpips"])
-    gt = random_images(1, 128, 128)
-    noisy = (gt + 0.1 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0))).clamp(
-        0, 1
-    )
+    gt = random_images(1, 64, 64)
+    noise = 0.1 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0))
+    noisy = (gt + noise).clamp(0, 1)
     metrics.update(gt, gt)
     metrics.update(noisy, gt)
     rows = metrics.compute().per_image
+    # by hand: lpips' own network with the same trunk file, inputs mapped by lpips itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False).eval()
+    trunk = torch.load(random_alexnet, weights_only=True)
+    net.net.load_state_dict(
+        {k: trunk[f"features.{k.split('.', 1)[1]}"] for k in net.net.state_dict()}
+    )
+    eight_bit = lambda x: (x * 255).round() / 255  # noqa: E731
+    with torch.no_grad():
+        expected = float(net(eight_bit(noisy), eight_bit(gt), normalize=True))
     assert rows[0]["lpips"] == pytest.approx(0.0, abs=1e-6)
-    assert 0.01 < rows[1]["lpips"] < 1.0  # type: ignore[operator]
+    assert rows[1]["lpips"] == pytest.approx(expected, rel=1e-5) and expected > 0
 
 
 def test_pyiqa_niqe_is_built_from_a_local_file(

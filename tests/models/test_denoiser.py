@@ -95,8 +95,8 @@ def test_gamma_changes_the_output() -> None:
     assert (net(x_t, gamma, cond) - net(x_t, gamma * 0.5, cond)).abs().max() > 1e-4
 
 
-def test_padding_is_invisible_for_aligned_and_odd_sizes() -> None:
-    """Batch items do not interact and the output is cropped exactly back."""
+def test_batch_items_are_independent_at_aligned_and_odd_sizes() -> None:
+    """One image's output does not depend on the other images of its batch."""
     torch.manual_seed(0)
     net = ConditionalUNet(**TINY).eval()
     for h, w in ((32, 48), (17, 33)):
@@ -104,6 +104,41 @@ def test_padding_is_invisible_for_aligned_and_odd_sizes() -> None:
         full = net(x_t, gamma, cond)
         one = net(x_t[:1], gamma[:1], Cond(cond.lq[:1], cond.x_init[:1]))
         torch.testing.assert_close(full[:1], one, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_to_the_stride_is_cropped_back_without_a_shift() -> None:
+    """An odd-size image, padded inside the network to the stride and cropped back, gives the
+    output the same content gets inside a larger aligned image, wherever the padding and the
+    image borders are out of reach.
+
+    The network is made local (no attention, no normalisation, no output GroupNorm: each is
+    global) so that reach is bounded: 30 px for two levels, blocks=1 (measured by gradients).
+    An odd padding offset, a crop at the wrong side or a resize would all move the centre.
+    """
+    torch.manual_seed(0)
+    net = ConditionalUNet(
+        width=8,
+        mults=(1, 2),
+        blocks=1,
+        attn_levels=(),
+        mid_attn=False,
+        kernels=4,
+        norm="none",
+        dropout=0.0,
+    ).eval()
+    net.head[0] = torch.nn.Identity()
+    reach, (h, w), (top, left) = 32, (81, 97), (6, 10)  # odd size; even offset (the stride is 2)
+    x_t, gamma, cond = inputs(1, 96, 120)  # the aligned canvas
+    assert net.stride == 2
+    window = (..., slice(top, top + h), slice(left, left + w))
+    odd = Cond(cond.lq[window], cond.x_init[window])
+    with torch.no_grad():
+        inside = net(x_t, gamma, cond)[window]
+        alone = net(x_t[window], gamma, odd)
+    assert alone.shape == (1, 3, h, w)
+    centre = (..., slice(reach, h - reach), slice(reach, w - reach))
+    torch.testing.assert_close(alone[centre], inside[centre], atol=1e-5, rtol=1e-5)
+    assert (alone - inside).abs().amax() > 1e-3  # near the borders they differ, as they should
 
 
 def test_scalar_gamma_broadcasts() -> None:

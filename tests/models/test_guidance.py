@@ -33,6 +33,23 @@ def test_akgm_equals_explicit_eq2(channels: int, kernels: int) -> None:
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
 
 
+def test_akgm_gradients_equal_explicit_eq2() -> None:
+    """The batched-matmul fusion differentiates like Eq. 2 itself: same gradients for h, M, the
+    basis weights and biases (spatial M and per-sample M alike)."""
+    g = torch.Generator().manual_seed(1)
+    akgm = AdaptiveKernelGuidance(8, 4).double()
+    h = torch.randn(2, 8, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(2, 8, 4, 5, generator=g, dtype=torch.float64)
+    for m_shape in ((2, 4, 4, 5), (2, 4, 1, 1)):
+        m = torch.randn(*m_shape, generator=g, dtype=torch.float64, requires_grad=True)
+        grads = []
+        for fn in (akgm, lambda h, m: explicit_eq2(akgm, h, m.expand(-1, -1, 4, 5))):
+            out = fn(h, m)
+            grads.append(torch.autograd.grad(out, [h, m, *akgm.parameters()], grad_out))
+        for fast, slow in zip(*grads, strict=True):
+            torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-7)
+
+
 def test_akgm_official_weight_layout() -> None:
     """Output channel o = c·N + b of the grouped conv is basis b of output channel c, and reads
     input group ⌊c / (C/N)⌋ (the official layout, kept so official checkpoints load)."""

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from torch import Tensor
+
+
+def warmup_ema(average: Tensor, current: Tensor, num_averaged: Tensor, decay: float) -> Tensor:
+    """One EMA update whose decay warms up: min(decay, (1 + n) / (10 + n)) at the n-th update, so
+    the average forgets its first weights quickly and reaches `decay` after a few thousand
+    updates (decay 0.9999: ~90k). `avg_fn` of `torch.optim.swa_utils.AveragedModel`."""
+    n = num_averaged.to(torch.float64)
+    rate = torch.clamp((1 + n) / (10 + n), max=decay).to(average.dtype)
+    return rate * average + (1 - rate) * current
 
 
 class EMA(EMAWeightAveraging):
@@ -15,6 +27,13 @@ class EMA(EMAWeightAveraging):
     from the random init (the official code's quirk). Until that first update the callback
     stays out of the way: validation, `last.ckpt` and the end of training use the current
     weights, not the untouched copy of the initial ones.
+
+    Args:
+        decay: the EMA decay (the paper: 0.9999).
+        update_starting_at_step: first optimizer step that updates the average.
+        update_every_n_steps: update the average every this many steps.
+        warmup: let the decay grow as min(decay, (1 + n) / (10 + n)) over the first updates
+            (`callbacks.ema.warmup=true`; off = the paper's constant decay).
     """
 
     def __init__(
@@ -22,14 +41,19 @@ class EMA(EMAWeightAveraging):
         decay: float = 0.9999,
         update_starting_at_step: int = 5000,
         update_every_n_steps: int = 1,
+        warmup: bool = False,
         **kwargs: Any,
     ) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"callbacks.ema.decay must be in (0, 1), got {decay!r}")
         super().__init__(
             decay=decay,
             update_starting_at_step=update_starting_at_step,
             update_every_n_steps=update_every_n_steps,
             **kwargs,
         )
+        if warmup:
+            self._kwargs["avg_fn"] = functools.partial(warmup_ema, decay=decay)
         self._swapped = False
 
     def started(self) -> bool:

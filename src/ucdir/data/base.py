@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ucdir.data.check import (
+    BadDataError,
+    OnError,
+    bad_data_error,
+    check_files,
+    check_on_error,
+    describe,
+)
+from ucdir.data.order import ResumableLoader, TrainingOrder, run_seed
 from ucdir.types import PairBatch
+
+log = logging.getLogger(__name__)
 
 
 def check_scalar_names(
@@ -61,19 +74,36 @@ class PairDataModule(L.LightningDataModule):
     """Base of the task DataModules; every loader yields `PairBatch(lq, gt, scalars)`.
 
     `batch_size` is the global batch: `setup` divides it by the trainer's world size (the paper's
-    32 is 4 per GPU on 8 GPUs). Training loaders shuffle and drop the last incomplete batch;
-    Lightning swaps in a `DistributedSampler` under DDP and reshuffles it every epoch. Evaluation
-    loaders use batch 1 for full-size images and the per-device batch for fixed-size crops.
+    32 is 4 per GPU on 8 GPUs). Training loaders are torchdata `StatefulDataLoader`s over a
+    `TrainingOrder` (a permutation per epoch from the run seed, split over the processes; drops
+    the last incomplete batch), so a checkpoint holds the data position and a resumed run draws
+    exactly the samples the uninterrupted one would have (the trainer keeps
+    ``use_distributed_sampler=false``: the order splits itself). Evaluation loaders use batch 1
+    for full-size images and the per-device batch for fixed-size crops.
 
-    Subclasses set `task` and `scalar_names` and build their datasets in `build`.
+    Before fitting, `setup` checks every training file (`ucdir.data.check`: headers and
+    structure, no decoding) and stops with one error listing every bad file, or leaves them out
+    with a warning when ``on_error="skip"`` (which also skips files that fail to decode later,
+    `ucdir.data.visits`).
+
+    Subclasses set `task` and `scalar_names`, build their datasets in `build` and name the
+    files behind the training items in `train_sources` / `keep_train` (for the check).
 
     Args:
-        batch_size: global batch size (all processes together).
+        batch_size: global batch size (all processes together), in samples.
         num_workers: DataLoader worker processes per process.
         pin_memory: pin host memory (faster copies to a GPU).
         aux_scalars: names of the auxiliary scalars to emit in `PairBatch.scalars`, in order;
             each is normalised to about [0, 1] (see the task's `scalar_names`).
         eval_fixed_size: evaluation samples all have one size, so they can be batched.
+        check: check every training file before fitting (``data.check``).
+        on_error: ``raise``: a bad training file stops the run with an error naming it;
+            ``skip``: it is left out (found by the check) or skipped when it fails to decode,
+            and counted (``data.on_error``).
+        crops_per_image: training samples cut from each decoded image or pair (k); a batch
+            then holds batch / k images, k crops each, and an epoch, which still visits every
+            training item once, holds k times the samples (``data.crops_per_image``; the
+            training dataset must be a `ucdir.data.visits.VisitDataset`).
     """
 
     task: ClassVar[str]
@@ -86,17 +116,25 @@ class PairDataModule(L.LightningDataModule):
         pin_memory: bool,
         aux_scalars: Sequence[str],
         eval_fixed_size: bool,
+        check: bool = True,
+        on_error: OnError = "raise",
+        crops_per_image: int = 1,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be positive, got {batch_size!r}")
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers!r}")
+        if crops_per_image < 1:
+            raise ValueError(f"data.crops_per_image must be positive, got {crops_per_image!r}")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.aux_scalars = check_scalar_names(aux_scalars, self.scalar_names, self.task)
         self.eval_fixed_size = eval_fixed_size
+        self.check = check
+        self.on_error = check_on_error(on_error)
+        self.crops_per_image = crops_per_image
         self.batch_size_per_device = batch_size
         self.data_train: Dataset[PairBatch] | None = None
         self.data_val: Dataset[PairBatch] | None = None
@@ -106,8 +144,18 @@ class PairDataModule(L.LightningDataModule):
     def build(self, stage: str, rank: int) -> None:
         """Create the datasets `stage` needs (`data_train`, `data_val`, `data_test`)."""
 
+    def train_sources(self) -> list[tuple[Path, ...]]:
+        """The files each training item reads, in item order (checked before fitting); none
+        unless a subclass names them."""
+        return []
+
+    def keep_train(self, items: Sequence[int]) -> None:
+        """Rebuild `data_train` from the training items `items` only (the others are bad)."""
+        raise NotImplementedError(f"task {self.task!r} names training files but cannot drop any")
+
     def setup(self, stage: str) -> None:
-        """Split the global batch over the processes and build the datasets of `stage`."""
+        """Split the global batch over the processes and build the datasets of `stage`; before
+        fitting, check the training files."""
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world:
             raise ValueError(
@@ -115,17 +163,51 @@ class PairDataModule(L.LightningDataModule):
                 f"the number of processes ({world})"
             )
         self.batch_size_per_device = self.batch_size // world
+        if self.batch_size_per_device % self.crops_per_image:
+            raise ValueError(
+                f"data.batch_size: {self.batch_size_per_device} per process is not a multiple "
+                f"of data.crops_per_image={self.crops_per_image}"
+            )
         self.build(stage, self.trainer.global_rank if self.trainer is not None else 0)
         if stage == "fit" and self.data_train is not None:
+            if self.check:
+                self._check_train()
             n = len(self.data_train)  # type: ignore[arg-type]
-            if n < self.batch_size_per_device:
+            visits = self.batch_size_per_device // self.crops_per_image
+            if n < visits:
+                per_batch = f"{self.batch_size_per_device} per process"
+                if self.crops_per_image > 1:
+                    per_batch = f"{visits} images per batch per process (crops_per_image > 1)"
                 raise ValueError(
-                    f"data.batch_size: {self.batch_size_per_device} per process is more than the "
-                    f"{n} training samples of task {self.task!r}; lower data.batch_size or add data"
+                    f"data.batch_size: {per_batch} is more than the {n} training samples of "
+                    f"task {self.task!r}; lower data.batch_size or add data"
                 )
 
+    def _check_train(self) -> None:
+        """Every training file checked at once; bad ones raise, or are dropped when skipping."""
+        items = self.train_sources()
+        if not items:
+            return
+        result = check_files(items, workers=max(self.num_workers, 1))
+        if not result.bad_files:
+            return
+        if self.on_error == "raise":
+            raise bad_data_error(result.bad_files, result.checked, self.task)
+        bad = set(result.bad_items)
+        kept = [i for i in range(len(items)) if i not in bad]
+        if not kept:
+            summary = describe(result.bad_files, result.checked, self.task)
+            raise BadDataError(f"{summary}\nno training data is left (data.on_error=skip)")
+        log.warning(
+            "%s\n%d training items left out (data.on_error=skip)",
+            describe(result.bad_files, result.checked, self.task),
+            len(bad),
+        )
+        self.keep_train(kept)
+
     def train_dataloader(self) -> DataLoader[PairBatch]:
-        return self._loader(self.data_train, "train", self.batch_size_per_device, train=True)
+        visits = self.batch_size_per_device // self.crops_per_image  # k samples each
+        return self._loader(self.data_train, "train", visits, train=True)
 
     def val_dataloader(self) -> DataLoader[PairBatch]:
         return self._loader(self.data_val, "validation", self._eval_batch(), train=False)
@@ -141,16 +223,17 @@ class PairDataModule(L.LightningDataModule):
     ) -> DataLoader[PairBatch]:
         if data is None:
             raise RuntimeError(f"the {name} set of task {self.task!r} is not built; call setup()")
-        sampler = None
-        if not train and self.trainer is not None and self.trainer.world_size > 1:
-            sampler = EvalShards(data, self.trainer.world_size, self.trainer.global_rank)
-        return DataLoader(
-            data,
-            batch_size=batch_size,
-            shuffle=train,
-            sampler=sampler,
-            drop_last=train,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-        )
+        world, rank = 1, 0
+        if self.trainer is not None:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+        common: dict[str, Any] = {
+            "batch_size": batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if train:
+            order = TrainingOrder(len(data), run_seed(), rank, world)  # type: ignore[arg-type]
+            return ResumableLoader(data, sampler=order, drop_last=True, **common)
+        shards = EvalShards(data, world, rank) if world > 1 else None
+        return DataLoader(data, sampler=shards, **common)

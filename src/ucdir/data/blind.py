@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ucdir.data.check import OnError
 from ucdir.data.degradations import SecondOrderDegradation
 from ucdir.data.folder import CleanImageDataModule
 
@@ -22,6 +23,7 @@ class BlindDataModule(CleanImageDataModule):
             see `CleanImageDataModule`.
         batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`; the scalars
             are `SecondOrderDegradation.scalar_names`.
+        check, on_error, crops_per_image: see `PairDataModule`.
     """
 
     task = "blind"
@@ -44,6 +46,9 @@ class BlindDataModule(CleanImageDataModule):
         pin_memory: bool = True,
         aux_scalars: Sequence[str] = (),
         cache: bool = False,
+        check: bool = True,
+        on_error: OnError = "raise",
+        crops_per_image: int = 1,
     ) -> None:
         super().__init__(
             root,
@@ -61,4 +66,7 @@ class BlindDataModule(CleanImageDataModule):
             pin_memory,
             aux_scalars,
             cache,
+            check,
+            on_error,
+            crops_per_image,
         )

@@ -62,7 +62,8 @@ class DegradationStage:
     """Sampling ranges of one blur → resize → noise → JPEG round (Real-ESRGAN's first order).
 
     Attributes:
-        blur_prob: probability to blur at all.
+        blur_prob: probability to blur at all (Real-ESRGAN: 1 in the first stage, 0.8 in the
+            second), drawn from the sample's generator like every other choice.
         kernel_sizes: (min, max) odd kernel size, drawn uniformly among the odd sizes.
         kernel_probs: probabilities of isotropic / anisotropic Gaussian, generalised Gaussian
             and plateau kernels, in `KERNEL_KINDS` order.
@@ -102,6 +103,9 @@ class DegradationStage:
             raise ValueError(
                 f"kernel_probs needs {len(KERNEL_KINDS)} entries, got {list(self.kernel_probs)}"
             )
+        for name in ("blur_prob", "sinc_prob", "gaussian_noise_prob", "gray_noise_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if not 1 <= self.kernel_sizes[0] <= self.kernel_sizes[1]:
             raise ValueError(f"kernel_sizes must be (min, max) >= 1, got {self.kernel_sizes}")
         if not 0 < self.sigma[0] <= self.sigma[1]:
@@ -134,6 +138,14 @@ class DegradationStage:
         return gaussian_family_kernel(size, sigma_x, sigma_y, theta, shape, beta), (
             sigma_x + sigma_y
         ) / 2
+
+    def blur(self, x: Tensor, generator: torch.Generator) -> tuple[Tensor, float]:
+        """`x` (1, C, H, W) blurred by a random kernel with probability `blur_prob`, else `x`
+        itself; returns it and the kernel's mean sigma (0 for a sinc kernel or no blur)."""
+        if not _chance(generator, self.blur_prob):
+            return x, 0.0
+        kernel, sigma = self.kernel(generator)
+        return _blur(x, kernel), sigma
 
     def scale(self, generator: torch.Generator) -> float:
         """A random resize factor (up, down or 1)."""
@@ -183,9 +195,9 @@ class SecondOrderDegradation:
     """Real-ESRGAN's second-order degradation at scale 1 (the defaults are Real-ESRGAN's).
 
     Scalars of the draw, for `aux_scalars`: ``blur_sigma`` (first-stage kernel sigma / its
-    maximum; 0 for a sinc kernel), ``scale`` (first-stage resize factor / its maximum),
-    ``noise_sigma`` (first-stage Gaussian sigma / 255; 0 for Poisson noise) and ``quality`` (the
-    last JPEG quality / 100).
+    maximum; 0 for a sinc kernel or no first-stage blur), ``scale`` (first-stage resize factor /
+    its maximum), ``noise_sigma`` (first-stage Gaussian sigma / 255; 0 for Poisson noise) and
+    ``quality`` (the last JPEG quality / 100).
 
     Attributes:
         first: ranges of the first stage.
@@ -209,15 +221,13 @@ class SecondOrderDegradation:
         height, width = gt.shape[-2:]
         x = gt[None].float()
         # First order.
-        kernel, sigma = self.first.kernel(generator)
-        x = _blur(x, kernel)
+        x, sigma = self.first.blur(x, generator)
         scale = self.first.scale(generator)
         x = self._resize(x, _scaled(x.shape[-2], scale), _scaled(x.shape[-1], scale), generator)
         x, noise_sigma = self.first.noise(x, generator)
         x = _jpeg(x, self.first.quality(generator))
         # Second order; its resize is relative to the original size.
-        if _chance(generator, self.second.blur_prob):
-            x = _blur(x, self.second.kernel(generator)[0])
+        x = self.second.blur(x, generator)[0]
         scale2 = self.second.scale(generator)
         x = self._resize(x, _scaled(height, scale2), _scaled(width, scale2), generator)
         x = self.second.noise(x, generator)[0]

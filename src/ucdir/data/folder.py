@@ -9,12 +9,12 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from ucdir.data.base import PairDataModule, scalar_vector
+from ucdir.data.check import OnError
 from ucdir.data.images import holdout_split, list_images, read_file_list, read_image
-from ucdir.data.seeding import sample_generator
 from ucdir.data.transforms import center_square, random_crop, random_hflip, to_tensor
+from ucdir.data.visits import VisitDataset
 from ucdir.types import PairBatch
 
 Geometry = Literal["crop", "square", "full"]
@@ -28,8 +28,11 @@ class Degradation(Protocol):
         ...
 
 
-class CleanImageDataset(Dataset[PairBatch]):
+class CleanImageDataset(VisitDataset[Tensor]):
     """(lq, gt, scalars) samples from clean images and a degradation applied on the fly.
+
+    Position p reads file ``p % len(files)``; with `crops_per_image` k, each read gives k
+    samples (see `ucdir.data.visits`; the loader then draws batch / k keys per batch).
 
     Args:
         files: the clean images.
@@ -47,6 +50,8 @@ class CleanImageDataset(Dataset[PairBatch]):
         cache: keep each decoded image in memory (16-bit, exact for 8- and 16-bit files) after
             its first read, so later crops of it skip the decode (each loader worker holds its
             own copy: about 6 bytes per pixel of the folder). The samples are the same either way.
+        crops_per_image: random crops cut from each decoded image (``crop`` geometry only).
+        on_error: ``raise`` or ``skip`` an image that fails to decode (see `VisitDataset`).
     """
 
     def __init__(
@@ -61,18 +66,23 @@ class CleanImageDataset(Dataset[PairBatch]):
         key: str = "data.root",
         repeats: int = 1,
         cache: bool = False,
+        crops_per_image: int = 1,
+        on_error: OnError = "raise",
     ) -> None:
+        super().__init__(crops_per_image, on_error, seed, rank)
         if geometry != "full" and size < 1:
             raise ValueError(f"size must be positive for geometry {geometry!r}, got {size!r}")
         if repeats < 1:
             raise ValueError(f"data.repeats must be positive, got {repeats!r}")
+        if geometry != "crop" and crops_per_image != 1:
+            raise ValueError(
+                f"geometry {geometry!r} gives one sample per image, not {crops_per_image}"
+            )
         self.files = list(files)
         self.degradation = degradation
         self.aux_scalars = tuple(aux_scalars)
         self.geometry: Geometry = geometry
         self.size = size
-        self.seed = seed
-        self.rank = rank
         self.key = key
         self.repeats = repeats
         self.cache = cache
@@ -80,6 +90,10 @@ class CleanImageDataset(Dataset[PairBatch]):
 
     def __len__(self) -> int:
         return len(self.files) * self.repeats
+
+    def load(self, position: int) -> Tensor:
+        """The (3, H, W) image of `position`, decoded or from the cache."""
+        return to_tensor(self._read(position % len(self.files)))
 
     def _read(self, index: int) -> np.ndarray:
         """The file's float32 (H, W, 3) image, from the cache when on."""
@@ -91,9 +105,8 @@ class CleanImageDataset(Dataset[PairBatch]):
             stored = self._decoded[index] = np.rint(image * 65535.0).astype(np.uint16)
         return stored.astype(np.float32) / 65535.0
 
-    def __getitem__(self, index: int) -> PairBatch:
-        generator = sample_generator(index, self.seed, self.rank)
-        gt = to_tensor(self._read(index % len(self.files)))
+    def sample(self, loaded: Tensor, generator: torch.Generator) -> PairBatch:
+        gt = loaded
         if self.geometry == "crop":
             (gt,) = random_hflip(generator, random_crop(gt, self.size, generator))
         elif self.geometry == "square":
@@ -127,7 +140,8 @@ class CleanImageDataModule(PairDataModule):
         repeats: every training image appears this many times per epoch (for tiny folders).
         cache: keep the decoded training images in memory (see `CleanImageDataset`); for small
             folders whose decode dominates a step (``data.cache=true``).
-        batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`.
+        batch_size, num_workers, pin_memory, aux_scalars, check, on_error, crops_per_image:
+            see `PairDataModule`.
     """
 
     def __init__(
@@ -147,8 +161,20 @@ class CleanImageDataModule(PairDataModule):
         pin_memory: bool,
         aux_scalars: Sequence[str],
         cache: bool = False,
+        check: bool = True,
+        on_error: OnError = "raise",
+        crops_per_image: int = 1,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, aux_scalars, eval_crop is not None)
+        super().__init__(
+            batch_size,
+            num_workers,
+            pin_memory,
+            aux_scalars,
+            eval_crop is not None,
+            check,
+            on_error,
+            crops_per_image,
+        )
         if crop < 1:
             raise ValueError(f"data.crop must be positive, got {crop!r}")
         if eval_crop is not None and eval_crop < 1:
@@ -189,18 +215,7 @@ class CleanImageDataModule(PairDataModule):
     def build(self, stage: str, rank: int) -> None:
         train, evaluation = self.split()
         if stage == "fit":
-            self.data_train = CleanImageDataset(
-                train,
-                self.degradation,
-                self.aux_scalars,
-                "crop",
-                self.crop,
-                None,
-                rank,
-                "data.root",
-                self.repeats,
-                self.cache,
-            )
+            self.data_train = self._train_set(train, rank)
         geometry: Geometry = "full" if self.eval_crop is None else "square"
         self.data_val = self.data_test = CleanImageDataset(
             evaluation,
@@ -211,4 +226,32 @@ class CleanImageDataModule(PairDataModule):
             self.eval_seed,
             rank,
             "data.root" if self.val_root is None else "data.val_root",
+        )
+
+    def train_sources(self) -> list[tuple[Path, ...]]:
+        return [(f,) for f in self._built_train().files]
+
+    def keep_train(self, items: Sequence[int]) -> None:
+        data = self._built_train()
+        self.data_train = self._train_set([data.files[i] for i in items], data.rank)
+
+    def _built_train(self) -> CleanImageDataset:
+        if not isinstance(self.data_train, CleanImageDataset):
+            raise RuntimeError(f"the train set of task {self.task!r} is not built; call setup()")
+        return self.data_train
+
+    def _train_set(self, files: Sequence[Path], rank: int) -> CleanImageDataset:
+        return CleanImageDataset(
+            files,
+            self.degradation,
+            self.aux_scalars,
+            "crop",
+            self.crop,
+            None,
+            rank,
+            "data.root",
+            self.repeats,
+            self.cache,
+            self.crops_per_image,
+            self.on_error,
         )

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from torch.utils.data import Dataset
+import torch
+from torch import Tensor
 
 from ucdir.data.base import PairDataModule, scalar_vector
+from ucdir.data.check import OnError
 from ucdir.data.images import existing_dir, list_images, read_image
-from ucdir.data.seeding import sample_generator
 from ucdir.data.transforms import random_crop_pair, random_hflip, to_tensor
+from ucdir.data.visits import VisitDataset
 from ucdir.types import PairBatch
 
 BlurKind = Literal["blur", "blur_gamma"]
@@ -45,26 +47,41 @@ def gopro_pairs(root: str | Path, split: str, blur: BlurKind) -> list[tuple[Path
     return pairs
 
 
-class PairedImageDataset(Dataset[PairBatch]):
+class PairedImageDataset(VisitDataset[tuple[Tensor, Tensor]]):
     """(lq, gt) read from two aligned image files; random crop + flip when `crop` is set.
+
+    With `crops_per_image` k, each read of a pair gives k random crops (see
+    `ucdir.data.visits`).
 
     Args:
         pairs: (lq file, gt file) paths.
         crop: training crop side in px (images smaller are reflect-padded), or None for whole
             frames (evaluation).
         rank: process rank, mixed into the training randomness.
+        crops_per_image: random crops cut from each decoded pair (training only).
+        on_error: ``raise`` or ``skip`` a pair that fails to decode (see `VisitDataset`).
     """
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], crop: int | None, rank: int = 0) -> None:
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Path, Path]],
+        crop: int | None,
+        rank: int = 0,
+        crops_per_image: int = 1,
+        on_error: OnError = "raise",
+    ) -> None:
+        super().__init__(crops_per_image, on_error, None, rank)
+        if crop is None and crops_per_image != 1:
+            raise ValueError(f"whole frames give one sample per pair, not {crops_per_image}")
         self.pairs = list(pairs)
         self.crop = crop
-        self.rank = rank
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> PairBatch:
-        lq_path, gt_path = self.pairs[index]
+    def load(self, position: int) -> tuple[Tensor, Tensor]:
+        """The decoded (lq, gt) frames of `position`, each (3, H, W)."""
+        lq_path, gt_path = self.pairs[position]
         lq = to_tensor(read_image(lq_path, "data.root"))
         gt = to_tensor(read_image(gt_path, "data.root"))
         if lq.shape != gt.shape:
@@ -72,8 +89,11 @@ class PairedImageDataset(Dataset[PairBatch]):
                 f"data.root: pair sizes differ: {lq_path} is {lq.shape[2]}x{lq.shape[1]}, "
                 f"{gt_path} is {gt.shape[2]}x{gt.shape[1]}"
             )
+        return lq, gt
+
+    def sample(self, loaded: tuple[Tensor, Tensor], generator: torch.Generator) -> PairBatch:
+        lq, gt = loaded
         if self.crop is not None:
-            generator = sample_generator(index, None, self.rank)
             lq, gt = random_hflip(generator, *random_crop_pair(lq, gt, self.crop, generator))
         return PairBatch(lq, gt, scalar_vector({}, ()))
 
@@ -90,7 +110,8 @@ class GoProDataModule(PairDataModule):
         blur: ``blur`` (linear average of sharp frames, what most papers use) or ``blur_gamma``
             (averaged in a gamma-corrected space).
         crop: training crop side in px.
-        batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`.
+        batch_size, num_workers, pin_memory, aux_scalars, check, on_error, crops_per_image:
+            see `PairDataModule`.
     """
 
     task = "gopro"
@@ -105,8 +126,20 @@ class GoProDataModule(PairDataModule):
         num_workers: int = 8,
         pin_memory: bool = True,
         aux_scalars: Sequence[str] = (),
+        check: bool = True,
+        on_error: OnError = "raise",
+        crops_per_image: int = 1,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, aux_scalars, eval_fixed_size=False)
+        super().__init__(
+            batch_size,
+            num_workers,
+            pin_memory,
+            aux_scalars,
+            False,
+            check,
+            on_error,
+            crops_per_image,
+        )
         if blur not in ("blur", "blur_gamma"):
             raise ValueError(f"data.blur must be 'blur' or 'blur_gamma', got {blur!r}")
         if crop < 1:
@@ -117,9 +150,22 @@ class GoProDataModule(PairDataModule):
 
     def build(self, stage: str, rank: int) -> None:
         if stage == "fit":
-            self.data_train = PairedImageDataset(
-                gopro_pairs(self.root, "train", self.blur), self.crop, rank
-            )
+            self.data_train = self._train_set(gopro_pairs(self.root, "train", self.blur), rank)
         self.data_val = self.data_test = PairedImageDataset(
             gopro_pairs(self.root, "test", self.blur), None, rank
         )
+
+    def train_sources(self) -> list[tuple[Path, ...]]:
+        return list(self._built_train().pairs)
+
+    def keep_train(self, items: Sequence[int]) -> None:
+        data = self._built_train()
+        self.data_train = self._train_set([data.pairs[i] for i in items], data.rank)
+
+    def _built_train(self) -> PairedImageDataset:
+        if not isinstance(self.data_train, PairedImageDataset):
+            raise RuntimeError("the train set of task 'gopro' is not built; call setup()")
+        return self.data_train
+
+    def _train_set(self, pairs: Sequence[tuple[Path, Path]], rank: int) -> PairedImageDataset:
+        return PairedImageDataset(pairs, self.crop, rank, self.crops_per_image, self.on_error)

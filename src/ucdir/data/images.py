@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -16,6 +18,10 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm")
+
+MAX_PIXELS = 200_000_000
+"""Default size limit (width × height) of a file to decode: above the largest camera sensors
+(151 MP), far below a decompression bomb's claimed size. The commands' `max_pixels=` sets it."""
 
 
 def existing_dir(path: str | Path, key: str) -> Path:
@@ -36,26 +42,37 @@ def existing_file(path: str | Path, key: str) -> Path:
     return p
 
 
-def list_images(root: str | Path, key: str) -> list[Path]:
-    """Every image file under `root`, recursively (flat or ImageNet class-folder layout).
+def list_images(
+    root: str | Path,
+    key: str,
+    recursive: bool = True,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> list[Path]:
+    """Every image file under `root`, recursively (flat or ImageNet class-folder layout) unless
+    `recursive` is False.
 
-    Hidden files and folders are skipped; symlinked folders are followed. Sorted by the path
-    relative to `root`, so the order is the same on every machine.
+    Hidden files and folders are skipped (so are the ``.<name>.partial-*`` files of interrupted
+    writes, `ucdir.atomic`); symlinked folders are followed. Sorted by the path relative to
+    `root`, so the order is the same on every machine.
+
+    Args:
+        extensions: lower-case file extensions to list (default `IMAGE_EXTENSIONS`).
 
     Raises:
         FileNotFoundError: `root` is not a folder.
-        ValueError: no file with an image extension (`IMAGE_EXTENSIONS`) under `root`.
+        ValueError: no file with one of `extensions` under `root`.
     """
     top = existing_dir(root, key)
+    suffixes = tuple(extensions)
     found: list[tuple[str, Path]] = []
     for folder, dirs, names in os.walk(top, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
         for name in names:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+            if not name.startswith(".") and name.lower().endswith(suffixes):
                 path = Path(folder) / name
                 found.append((path.relative_to(top).as_posix(), path))
     if not found:
-        raise ValueError(f"{key}: no images ({', '.join(IMAGE_EXTENSIONS)}) found under {top}")
+        raise ValueError(f"{key}: no images ({', '.join(suffixes)}) found under {top}")
     return [path for _, path in sorted(found)]
 
 
@@ -124,36 +141,81 @@ def holdout_split(
     return [f for f in files if f not in held], [f for f in files if f in held]
 
 
-def read_image(path: str | Path, key: str) -> np.ndarray:
+class ImageTooLargeError(ValueError):
+    """A file claims more pixels than the `max_pixels` limit (a decompression bomb, or a larger
+    image than allowed): refused before its pixels are decoded."""
+
+
+def too_large(path: Path, key: str, pixels: int | None, max_pixels: int) -> ImageTooLargeError:
+    """The error for a file of `pixels` pixels (None: more than twice the limit) over the limit."""
+    size = f"{pixels:,} pixels" if pixels is not None else f"over {2 * max_pixels:,} pixels"
+    return ImageTooLargeError(
+        f"{key}: {path} claims {size}, the limit is max_pixels={max_pixels:,}: not decoded (a "
+        "decompression bomb? pass max_pixels=<larger> to read a real image this large)"
+    )
+
+
+@contextmanager
+def _opened(path: Path, key: str, max_pixels: int) -> Iterator[Image.Image]:
+    """`Image.open(path)` with `max_pixels` as the size limit instead of Pillow's global one."""
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels!r}")
+    default = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow itself then refuses only above 2 × max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > max_pixels:
+                    raise too_large(path, key, im.width * im.height, max_pixels)
+                yield im
+    except Image.DecompressionBombError as err:
+        raise too_large(path, key, None, max_pixels) from err
+    finally:
+        Image.MAX_IMAGE_PIXELS = default
+
+
+def read_image(path: str | Path, key: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image file to float32 RGB in [0, 1], shape (H, W, 3).
 
     8- and 16-bit PNG/TIFF, JPEG, BMP, WebP; grayscale is repeated to three channels, alpha is
     dropped (the colour values are kept as stored), palettes and CMYK are converted to RGB and the
     EXIF orientation is applied. 16-bit colour images are decoded with OpenCV because Pillow would
-    silently keep only their high byte.
+    silently keep only their high byte. A file whose header claims more than `max_pixels`
+    pixels is refused before anything is decoded.
 
     Raises:
         FileNotFoundError: the file does not exist.
+        ImageTooLargeError: (a ValueError) the file claims more than `max_pixels` pixels.
         ValueError: the file is not a readable image (unknown format, truncated, corrupt).
     """
     p = existing_file(path, key)
     try:
-        with Image.open(p) as im:
+        with _opened(p, key, max_pixels) as im:
             if _is_deep_colour(im):
                 return _read_deep_colour(p, key)
             im.load()
             return _to_rgb_float(ImageOps.exif_transpose(im))
+    except ImageTooLargeError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"{key}: cannot read image {p}: {err}") from err
 
 
-def image_size(path: str | Path, key: str) -> tuple[int, int]:
-    """(height, width) of an image from its header, without decoding the pixels."""
+def image_size(path: str | Path, key: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) of an image from its header, without decoding the pixels.
+
+    Raises:
+        ImageTooLargeError: the header claims more than `max_pixels` pixels.
+        ValueError: the file is not a readable image.
+    """
     p = existing_file(path, key)
     try:
-        with Image.open(p) as im:
+        with _opened(p, key, max_pixels) as im:
             return im.height, im.width
-    except (UnidentifiedImageError, OSError) as err:
+    except ImageTooLargeError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"{key}: cannot read image {p}: {err}") from err
 
 

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from ucdir.data.check import OnError
 from ucdir.data.compression import jpeg_roundtrip
 from ucdir.data.folder import CleanImageDataModule
 
@@ -57,6 +58,7 @@ class JPEGDataModule(CleanImageDataModule):
         batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`; the only scalar
             is ``quality`` (quality factor / 100).
         cache: keep the decoded training images in memory (see `CleanImageDataset`).
+        check, on_error, crops_per_image: see `PairDataModule`.
     """
 
     task = "jpeg"
@@ -79,6 +81,9 @@ class JPEGDataModule(CleanImageDataModule):
         pin_memory: bool = True,
         aux_scalars: Sequence[str] = (),
         cache: bool = False,
+        check: bool = True,
+        on_error: OnError = "raise",
+        crops_per_image: int = 1,
     ) -> None:
         low, high = quality_range(quality)
         super().__init__(
@@ -97,6 +102,9 @@ class JPEGDataModule(CleanImageDataModule):
             pin_memory,
             aux_scalars,
             cache,
+            check,
+            on_error,
+            crops_per_image,
         )
         if high > low and "quality" not in self.aux_scalars:
             rank_zero_warn(

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import rawpy
 
-from ucdir.data.images import existing_file
+from ucdir.data.images import MAX_PIXELS, existing_file, too_large
+
+RAW_EXTENSIONS = (
+    ".arw", ".srf", ".sr2", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".dng", ".raf", ".orf",
+    ".rw2", ".rwl", ".pef", ".srw", ".kdc", ".dcr", ".k25", ".3fr", ".fff", ".iiq", ".erf",
+    ".mef", ".mos", ".mrw", ".x3f",
+)  # fmt: skip
+"""Lower-case extensions of the camera raw files LibRaw reads (Sony, Canon, Nikon, Adobe DNG,
+Fujifilm, Olympus, Panasonic, Leica, Pentax, Samsung, Kodak, Hasselblad, Phase One, ...)."""
 
 
 def render_params(half_size: bool) -> rawpy.Params:
@@ -41,15 +49,25 @@ CHANNELS = ("R", "Gr", "B", "Gb")
 
 
 @contextmanager
-def open_raw(path: str | Path, key: str) -> Iterator[rawpy.RawPy]:
-    """Open a raw file with rawpy; errors name config key `key`."""
+def open_raw(path: str | Path, key: str, max_pixels: int = MAX_PIXELS) -> Iterator[rawpy.RawPy]:
+    """Open a raw file with rawpy; errors name config key `key`.
+
+    The sensor size is read from the header first: a file claiming more than `max_pixels` is
+    refused before its data is unpacked (`ucdir.data.images.ImageTooLargeError`). LibRaw's errors
+    while unpacking or rendering inside the block become ValueErrors naming the file.
+    """
     p = existing_file(path, key)
     try:
         raw = rawpy.imread(str(p))
     except (rawpy.LibRawError, OSError) as err:
         raise ValueError(f"{key}: cannot read raw file {p}: {err}") from err
     try:
+        pixels = int(raw.sizes.raw_height) * int(raw.sizes.raw_width)
+        if pixels > max_pixels:
+            raise too_large(p, key, pixels, max_pixels)
         yield raw
+    except rawpy.LibRawError as err:
+        raise ValueError(f"{key}: cannot decode raw file {p}: {err}") from err
     finally:
         raw.close()
 
@@ -105,14 +123,18 @@ def amplify(raw: rawpy.RawPy, ratio: float) -> None:
 
 
 def render(
-    path: str | Path, ratio: float = 1.0, half_size: bool = True, key: str = "data.root"
+    path: str | Path,
+    ratio: float = 1.0,
+    half_size: bool = True,
+    key: str = "data.root",
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Render a raw file to 16-bit sRGB with `render_params`, after amplifying it by `ratio`.
 
     Returns:
         (H, W, 3) uint16; `half_size` halves both sides (one RGB pixel per 2×2 Bayer tile).
     """
-    with open_raw(path, key) as raw:
+    with open_raw(path, key, max_pixels) as raw:
         if ratio != 1.0:
             try:
                 amplify(raw, ratio)
@@ -146,9 +168,11 @@ def pack_bayer(
     return np.stack([signal[r::2, c::2] for r, c in bayer_offsets(pattern, color_desc)], axis=-1)
 
 
-def read_packed(path: str | Path, key: str = "data.root") -> np.ndarray:
+def read_packed(
+    path: str | Path, key: str = "data.root", max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """The packed Bayer raw of a file, `pack_bayer` of its visible area with its own levels."""
-    with open_raw(path, key) as raw:
+    with open_raw(path, key, max_pixels) as raw:
         desc = raw.color_desc.decode() if isinstance(raw.color_desc, bytes) else raw.color_desc
         try:
             return pack_bayer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ucdir.data.check import OnError
 from ucdir.data.images import list_images
 from ucdir.data.jpeg import JPEGDataModule
 
@@ -23,7 +24,7 @@ class SamplesDataModule(JPEGDataModule):
         root: a folder with the same ``train/`` + ``val/`` layout to use instead of the embedded
             samples (None = embedded).
         quality, crop, eval_crop, eval_seed, repeats, batch_size, num_workers, pin_memory,
-            aux_scalars, cache: as in `JPEGDataModule`.
+            aux_scalars, cache, check, on_error, crops_per_image: as in `JPEGDataModule`.
     """
 
     task = "samples"
@@ -41,6 +42,9 @@ class SamplesDataModule(JPEGDataModule):
         pin_memory: bool = False,
         aux_scalars: Sequence[str] = (),
         cache: bool = False,
+        check: bool = True,
+        on_error: OnError = "raise",
+        crops_per_image: int = 1,
     ) -> None:
         folder = SAMPLES_DIR if root is None else Path(root)
         super().__init__(
@@ -56,6 +60,9 @@ class SamplesDataModule(JPEGDataModule):
             pin_memory=pin_memory,
             aux_scalars=aux_scalars,
             cache=cache,
+            check=check,
+            on_error=on_error,
+            crops_per_image=crops_per_image,
         )
         self.folder = folder
 

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ucdir.data.base import PairDataModule, scalar_vector
+from ucdir.data.check import OnError
 from ucdir.data.images import existing_dir, existing_file
 from ucdir.data.seeding import sample_generator
 from ucdir.data.sid_cache import CacheJob, CacheKind, build_cache, cache_target
@@ -107,13 +108,14 @@ class SIDDataset(Dataset[PairBatch]):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> PairBatch:
+        key, index = index, index % len(self.pairs)  # a training key (see ucdir.data.order)
         pair = self.pairs[index]
         lq_file, gt_file = self.files[index]
         lq, gt = self._aligned(
             np.load(lq_file, mmap_mode="r"), np.load(gt_file, mmap_mode="r"), pair
         )
         scale = 2 if self.packed else 1
-        generator = sample_generator(index, None, self.rank)
+        generator = sample_generator(key, None, self.rank)
         if self.crop is not None:
             c = self.crop // scale
             if lq.shape[0] >= c and lq.shape[1] >= c:  # read only the window from disk
@@ -184,6 +186,9 @@ class SIDDataModule(PairDataModule):
         train_list, val_list, test_list: list files relative to `root` (test may be null).
         batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`; `num_workers`
             also sets the decoding processes of `prepare_data`.
+        check, on_error: see `PairDataModule`; the check loads the header of every decoded
+            training file (memory-mapped). A cache file that passes it is read, not decoded,
+            during training, so `on_error` acts on the check's findings only.
     """
 
     task = "sid"
@@ -204,8 +209,10 @@ class SIDDataModule(PairDataModule):
         num_workers: int = 8,
         pin_memory: bool = True,
         aux_scalars: Sequence[str] = (),
+        check: bool = True,
+        on_error: OnError = "raise",
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, aux_scalars, eval_fixed_size=False)
+        super().__init__(batch_size, num_workers, pin_memory, aux_scalars, False, check, on_error)
         if input not in ("rgb", "packed"):
             raise ValueError(f"data.input must be 'rgb' or 'packed', got {input!r}")
         if crop < 1 or (input == "packed" and crop % 2):
@@ -277,8 +284,21 @@ class SIDDataModule(PairDataModule):
         if stage in ("test", "predict"):
             self.data_test = self._dataset("test", None, rank)
 
-    def _dataset(self, split: str, crop: int | None, rank: int) -> SIDDataset:
-        pairs = self.pairs(split)
+    def train_sources(self) -> list[tuple[Path, ...]]:
+        if not isinstance(self.data_train, SIDDataset):
+            raise RuntimeError("the train set of task 'sid' is not built; call setup()")
+        return list(self.data_train.files)
+
+    def keep_train(self, items: Sequence[int]) -> None:
+        if not isinstance(self.data_train, SIDDataset):
+            raise RuntimeError("the train set of task 'sid' is not built; call setup()")
+        pairs = [self.data_train.pairs[i] for i in items]
+        self.data_train = self._dataset("train", self.crop, self.data_train.rank, pairs)
+
+    def _dataset(
+        self, split: str, crop: int | None, rank: int, pairs: list[SIDPair] | None = None
+    ) -> SIDDataset:
+        pairs = self.pairs(split) if pairs is None else pairs
         jobs = [self.pair_jobs(pair) for pair in pairs]
         missing = [job.target for both in jobs for job in both if not job.target.is_file()]
         if missing:

@@ -14,16 +14,18 @@ the crop they need. Entries (under ``data.cache_dir``, mirroring the paths under
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from ucdir.atomic import atomic_path
+from ucdir.data.images import MAX_PIXELS
 from ucdir.data.raw import read_packed, render
 
 CacheKind = Literal["half", "full", "packed"]
@@ -39,6 +41,7 @@ class CacheJob:
         kind: ``half`` / ``full`` render or ``packed`` Bayer.
         ratio: exposure amplification applied in the raw domain before rendering (1 = none).
         where: where the file was listed (list file and line), for error messages.
+        max_pixels: a file whose sensor claims more pixels is refused before it is unpacked.
     """
 
     source: Path
@@ -46,6 +49,7 @@ class CacheJob:
     kind: CacheKind
     ratio: float = 1.0
     where: str = "data.root"
+    max_pixels: int = MAX_PIXELS
 
 
 def cache_target(cache_dir: Path, root: Path, source: Path, kind: CacheKind, ratio: float) -> Path:
@@ -58,17 +62,14 @@ def cache_target(cache_dir: Path, root: Path, source: Path, kind: CacheKind, rat
 def run_cache_job(job: CacheJob) -> Path:
     """Decode one raw file and write its cache entry atomically; returns the target."""
     if job.kind == "packed":
-        array = np.rint(read_packed(job.source, job.where) * 65535).astype(np.uint16)
+        packed = read_packed(job.source, job.where, job.max_pixels)
+        array = np.rint(packed * 65535).astype(np.uint16)
     else:
-        array = render(job.source, job.ratio, half_size=job.kind == "half", key=job.where)
+        half = job.kind == "half"
+        array = render(job.source, job.ratio, half, job.where, job.max_pixels)
     job.target.parent.mkdir(parents=True, exist_ok=True)
-    partial = job.target.with_name(f"{job.target.name}.{os.getpid()}.partial")
-    try:
-        with partial.open("wb") as f:
-            np.save(f, array)
-        os.replace(partial, job.target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_path(job.target) as tmp, tmp.open("wb") as f:
+        np.save(f, array)
     return job.target
 
 
@@ -79,18 +80,35 @@ def build_cache(
 ) -> None:
     """Run `jobs` (in `workers` processes when > 1), calling `on_done` after each one.
 
-    Worker processes are spawned, not forked: LibRaw's OpenMP threads in the parent make forked
+    A file that cannot be decoded (unreadable, corrupt, over `max_pixels`) does not stop the
+    others: every job still runs, and the failures are raised together at the end. Worker
+    processes are spawned, not forked: LibRaw's OpenMP threads in the parent make forked
     children deadlock.
+
+    Raises:
+        ValueError: listing every file that could not be decoded, with its reason.
     """
+    failed: list[str] = []
+
+    def finish(job: CacheJob, run: Callable[[], Path]) -> None:
+        try:
+            run()
+        except (ValueError, FileNotFoundError) as err:
+            failed.append(str(err))
+            return
+        if on_done is not None:
+            on_done(job)
+
     if workers <= 1:
         for job in jobs:
-            run_cache_job(job)
-            if on_done is not None:
-                on_done(job)
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_cache_job, job): job for job in jobs}
-        for future in as_completed(futures):
-            future.result()
-            if on_done is not None:
-                on_done(futures[future])
+            finish(job, partial(run_cache_job, job))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_cache_job, job): job for job in jobs}
+            for future in as_completed(futures):
+                finish(futures[future], future.result)
+    if failed:
+        raise ValueError(
+            f"{len(failed)} of {len(jobs)} raw files could not be decoded (the others are "
+            "cached):\n" + "\n".join(failed)
+        )

@@ -11,11 +11,11 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ucdir.atomic import write_text_atomic
 from ucdir.metrics.collection import MetricsResult
 
 # (key, CSV column, Markdown header, decimals): the paper's six, then the extras.
@@ -95,15 +95,6 @@ def per_image_csv(per_image: Sequence[Row]) -> str:
     return _csv_text(header, [[_cell(r.get(k)) for k in keys] for r in per_image])
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def results_markdown(rows: Sequence[Row], protocol: Mapping[str, Any]) -> str:
     """The Markdown table, followed by a note for each metric under `protocol["skipped"]`."""
     by_reason: dict[str, list[str]] = {}
@@ -151,7 +142,7 @@ def write_results(
     if per_image is not None:
         texts["per_image.csv"] = per_image_csv(per_image)
     for name, text in texts.items():
-        _write_atomic(out / name, text)
+        write_text_atomic(out / name, text)
     return {name: out / name for name in texts}
 
 

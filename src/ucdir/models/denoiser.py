@@ -163,7 +163,8 @@ class ConditionalUNet(nn.Module):
         Args:
             x_t: (B, channels, H, W) noisy residual, in the diffusion's [-1, 1] scale.
             gamma: (B,) (or (B, 1), or one value for all) signal level sqrt(alpha_bar) in (0, 1].
-            cond: lq (B, lq_channels, H, W) and x_init (B, 3, H, W) in [0, 1], scalars (B, K).
+            cond: lq (B, lq_channels, H, W) and x_init (B, 3, H, W) in the diffusion's
+                [-1, 1] scale (as `make_cond` builds them from [0, 1] images), scalars (B, K).
 
         Returns:
             (B, channels, H, W); any H, W (padded to a multiple of the stride, cropped back).

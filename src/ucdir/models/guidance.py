@@ -78,12 +78,16 @@ class AdaptiveKernelGuidance(nn.Module):
     def forward(self, h: Tensor, m: Tensor) -> Tensor:
         """h (B, C, H, W), M (B, N, H, W) or (B, N, 1, 1) -> (B, C, H, W) (channels-last memory)."""
         b, c, hh, ww = h.shape
+        n = self.kernels
         # Channels-last: oneDNN's grouped conv is several times faster there (forward and
         # backward), and output channel c·N + b of pixel p is then at [p, c, b] of a free view.
         z = self.bases(h.contiguous(memory_format=torch.channels_last))
-        z = z.permute(0, 2, 3, 1).reshape(b, hh, ww, c, self.kernels)
-        out = (z * m.permute(0, 2, 3, 1).unsqueeze(3)).sum(dim=-1)  # Σ_b M_b(p) · basis_b(p)
-        return out.permute(0, 3, 1, 2)
+        z = z.permute(0, 2, 3, 1).reshape(b * hh * ww, c, n)
+        weights = m.expand(b, n, hh, ww).permute(0, 2, 3, 1).reshape(b * hh * ww, n, 1)
+        # Σ_b M_b(p) · basis_b(p) as one (C × N) · (N × 1) product per pixel: a batched matmul
+        # never materialises the (B, H, W, C, N) product of a broadcast multiply and sum.
+        out = torch.bmm(z, weights.to(z.dtype))
+        return out.view(b, hh, ww, c).permute(0, 3, 1, 2)
 
     def basis_kernels(self) -> tuple[Tensor, Tensor]:
         """The N bases as dense kernels: W (N, C, C, 3, 3), zero outside each group; b (N, C)."""

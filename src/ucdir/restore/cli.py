@@ -1,32 +1,49 @@
 """`python -m ucdir.restore ckpt_path=…|pretrained=… input=<image or folder> output=<folder>`.
 
-Restores images of any size with a trained checkpoint (EMA weights), writing PNGs and one JSON
-sidecar per output; never writes over an input.
+Restores images (or, with a packed-raw model, camera raw files) of any size with a trained
+checkpoint (EMA weights), writing PNGs and one JSON sidecar per output; never writes over an input.
+Everything that can be checked is checked before the first image is computed (the model, the
+output folder, existing outputs); a file that cannot be read is reported at the end, after the
+others are restored. `skip_existing=true` continues an interrupted run (`ucdir.restore.outputs`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
 import ucdir
-from ucdir.checkpoints import check_targets, file_hash, load_state, read_checkpoint, run_config
-from ucdir.data.images import list_images, read_image
+from ucdir.checkpoints import (
+    check_checkpoint_file,
+    check_targets,
+    file_hash,
+    load_state,
+    read_checkpoint,
+    run_config,
+)
+from ucdir.device import resolve_device
 from ucdir.restore.core import restore
+from ucdir.restore.inputs import InputKind, check_source, input_kind, list_inputs, read_input
+from ucdir.restore.outputs import (
+    check_bits,
+    check_output_dir,
+    make_output_dir,
+    plan_outputs,
+    remove_partials,
+    write_json,
+    write_png,
+)
+
+__all__ = ["choose_sampler", "load_model", "load_networks", "run", "write_png"]
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +52,9 @@ def load_model(
     ckpt_path: str | Path | None, pretrained: str | None, device: torch.device
 ) -> tuple[nn.Module, nn.Module, dict, Path]:
     """The networks of `pretrained=` (an exported folder, a shipped model or a hub id) or of
-    `ckpt_path=` (a training checkpoint), exactly one of them; also their config and the weights
-    file (hashed into the sidecars)."""
-    if (ckpt_path is None) == (pretrained is None):
-        raise ValueError(
-            "give exactly one of pretrained=<exported folder | shipped model | hub id> and "
-            "ckpt_path=<training checkpoint>"
-        )
+    `ckpt_path=` (a training checkpoint), exactly one of them; also their config (`model`, and
+    `task` when known) and the weights file (hashed into the sidecars)."""
+    check_model_source(ckpt_path, pretrained)
     if pretrained is not None:
         from ucdir.hub import UCDIR, resolve_pretrained
 
@@ -51,7 +64,8 @@ def load_model(
                 "predictor": model.predictor_config,
                 "denoiser": model.denoiser_config,
                 "sampler": model.sampler_config,
-            }
+            },
+            "task": model.task,
         }
         weights = Path(model.weights_file or resolve_pretrained(pretrained))
         return (
@@ -62,6 +76,22 @@ def load_model(
         )
     predictor, denoiser, cfg = load_networks(ckpt_path, device)  # type: ignore[arg-type]
     return predictor, denoiser, cfg, Path(str(ckpt_path))
+
+
+def check_model_source(ckpt_path: str | Path | None, pretrained: str | None) -> None:
+    """Cheap checks of `ckpt_path=` / `pretrained=` (exactly one; the file or folder exists)
+    without reading the weights, so that nothing is created for a run that cannot start."""
+    if (ckpt_path is None) == (pretrained is None):
+        raise ValueError(
+            "give exactly one of pretrained=<exported folder | shipped model | hub id> and "
+            "ckpt_path=<training checkpoint>"
+        )
+    if ckpt_path is not None:
+        check_checkpoint_file(ckpt_path)
+    else:
+        from ucdir.hub import resolve_pretrained
+
+        resolve_pretrained(str(pretrained))
 
 
 def choose_sampler(sampler_cfg: Any, run_cfg: dict) -> Any:
@@ -91,85 +121,49 @@ def load_networks(ckpt_path: str | Path, device: torch.device) -> tuple[nn.Modul
     return predictor.to(device).eval(), denoiser.to(device).eval(), cfg
 
 
-def _tempfile(path: Path, suffix: str) -> str:
-    """A temporary file beside `path` with the usual permissions (mkstemp makes them 0600)."""
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
-def write_png(image: Tensor, path: Path, bits: int = 8) -> None:
-    """Writes a (3, H, W) [0, 1] image as an 8- or 16-bit PNG, atomically (temp file + rename)."""
-    array = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    tmp = _tempfile(path, ".png")
-    try:
-        if bits == 16:
-            import cv2
-
-            cv2.imwrite(tmp, (array[..., ::-1] * 65535).round().astype(np.uint16))
-        else:
-            Image.fromarray((array * 255).round().astype(np.uint8)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Atomic JSON write."""
-    tmp = _tempfile(path, ".json")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
-
-
-def _inputs(cfg: DictConfig) -> list[Path]:
-    src = Path(str(cfg.input))
-    if src.is_dir():
-        return list_images(src, "input")
-    if not src.is_file():
-        raise FileNotFoundError(f"input: {str(src)!r} is neither an image file nor a folder")
-    return [src]
-
-
-def _plan(inputs: list[Path], out_dir: Path, num_samples: int, overwrite: bool) -> list[Path]:
-    """Output path of every input; refuses name clashes, outputs over inputs, and (unless
-    overwrite=true) existing outputs, before anything is computed."""
-    outputs = [out_dir / f"{p.stem}.png" for p in inputs]
-    if len(set(outputs)) != len(outputs):
-        raise ValueError("input: several inputs share a file name stem; restore them separately")
-    written = [o for p in outputs for o in _companions(p, num_samples)]
-    sources = {p.resolve() for p in inputs}
-    clash = [o for o in written if o.resolve() in sources]
-    if clash:
-        raise ValueError(f"output: refusing to write over input file(s) {[str(c) for c in clash]}")
-    existing = [o for o in written if o.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"output: {len(existing)} output file(s) exist already (e.g. {existing[0]}); "
-            "pass overwrite=true or another output folder"
-        )
-    return outputs
-
-
-def _companions(out: Path, num_samples: int) -> list[Path]:
-    files = [out, out.with_suffix(".json")]
-    if num_samples > 1:
-        files += [out.with_name(f"{out.stem}_mean.png"), out.with_name(f"{out.stem}_std.png")]
-    return files
-
-
 def _plain(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
 
 
-def _scalars(cfg: DictConfig, names: tuple[str, ...], device: torch.device) -> Tensor | None:
+def _exposure_ratio(cfg: DictConfig, kind: InputKind, task: dict) -> float | None:
+    """`exposure_ratio=` for raw input (required there, refused for images); warns above the
+    model's training cap `task.max_ratio`."""
+    ratio = cfg.get("exposure_ratio")
+    if kind == "image":
+        if ratio is not None:
+            raise ValueError(
+                "exposure_ratio: only for camera raw input (models trained with task=sid "
+                "task.input=packed); an RGB model with an exposure scalar takes "
+                "+scalars.exposure_ratio=<ratio / max_ratio>"
+            )
+        return None
+    if ratio is None:
+        raise ValueError(
+            "exposure_ratio: this model restores camera raw files, amplified like in training: "
+            "pass exposure_ratio=<amplification of the exposure, e.g. 100 (SID: long / short)>"
+        )
+    if float(ratio) <= 0:
+        raise ValueError(f"exposure_ratio must be positive, got {ratio!r}")
+    cap = float(task.get("max_ratio", 300))
+    if float(ratio) > cap:
+        log.warning("exposure_ratio=%s is above the model's training range (up to %g)", ratio, cap)
+    return float(ratio)
+
+
+def _scalars(
+    cfg: DictConfig,
+    names: tuple[str, ...],
+    device: torch.device,
+    ratio: float | None,
+    task: dict,
+) -> Tensor | None:
+    """The model's auxiliary scalars (1, K): `scalars.<name>=`, and for raw input the
+    ``exposure_ratio`` scalar from `exposure_ratio=` (ratio / `task.max_ratio`, as in training)."""
     if not names:
         return None
     given = dict(cfg.scalars or {})
+    if ratio is not None and "exposure_ratio" in names and "exposure_ratio" not in given:
+        given["exposure_ratio"] = ratio / float(task.get("max_ratio", 300))
     missing = [n for n in names if n not in given]
     if missing:
         raise ValueError(
@@ -187,28 +181,48 @@ def _progress(bar: tqdm) -> Callable[[int, Tensor], None]:
 
 
 def run(cfg: DictConfig) -> list[Path]:
-    """Restores every input; returns the written output paths."""
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
-    inputs = _inputs(cfg)
+    """Restores every input; returns the output path of every input (restored now or, with
+    `skip_existing=true`, before).
+
+    Raises:
+        ValueError: at the end, naming the files that could not be read (the others restored).
+    """
+    bits, max_pixels = check_bits(int(cfg.bits)), int(cfg.max_pixels)
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {cfg.max_pixels!r}")
+    num_samples = int(cfg.num_samples)
+    device = resolve_device(str(cfg.device))
+    source, out_dir = Path(str(cfg.input)), Path(str(cfg.output))
+    check_source(source)
+    check_model_source(cfg.ckpt_path, cfg.pretrained)
+    check_output_dir(out_dir)
     predictor, denoiser, run_cfg, weights = load_model(cfg.ckpt_path, cfg.pretrained, device)
-    out_dir = Path(str(cfg.output))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = _plan(inputs, out_dir, int(cfg.num_samples), bool(cfg.overwrite))
+    task = dict(run_cfg.get("task") or {})
+    kind = input_kind(int(getattr(denoiser, "lq_channels", 3)))
+    ratio = _exposure_ratio(cfg, kind, task)
+    scalars = _scalars(cfg, tuple(getattr(denoiser, "aux_scalars", ())), device, ratio, task)
+    plan = plan_outputs(
+        list_inputs(source, kind),
+        out_dir,
+        num_samples,
+        bool(cfg.overwrite),
+        bool(cfg.get("skip_existing", False)),
+    )
+    if plan.done:
+        log.info("%d output(s) done already (skip_existing=true): skipped", len(plan.done))
+    make_output_dir(out_dir)
     sampler = choose_sampler(cfg.sampler, run_cfg)
     patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
-    scalars = _scalars(cfg, tuple(getattr(denoiser, "aux_scalars", ())), device)
     ckpt_hash = file_hash(weights)
     failed: list[str] = []
-    for src, out in tqdm(list(zip(inputs, outputs, strict=True)), desc="images", unit="img"):
+    for src, out in tqdm(plan.todo, desc="images", unit="img"):
         try:
-            lq = torch.from_numpy(read_image(src, "input")).permute(2, 0, 1)[None].to(device)
+            lq = read_input(src, kind, max_pixels, ratio).to(device)
         except (ValueError, FileNotFoundError) as err:
             log.error("%s", err)
             failed.append(str(src))
             continue
-        steps = tqdm(total=sampler.steps * int(cfg.num_samples), desc=src.name, leave=False)
+        steps = tqdm(total=sampler.steps * num_samples, desc=src.name, leave=False)
         result = restore(
             lq,
             predictor,
@@ -218,19 +232,22 @@ def run(cfg: DictConfig) -> list[Path]:
             torch.Generator(device=device).manual_seed(int(cfg.seed)),
             scalars=scalars,
             guidance=float(cfg.guidance),
-            num_samples=int(cfg.num_samples),
+            num_samples=num_samples,
             callback=_progress(steps),
         )
         steps.close()
-        write_png(result.restored[0], out, int(cfg.bits))
+        remove_partials(out, num_samples)
+        # companions, sidecar, then the PNG itself: a present PNG means a done output
         if result.mean is not None and result.std is not None:
-            write_png(result.mean[0], out.with_name(f"{out.stem}_mean.png"), int(cfg.bits))
+            write_png(result.mean[0], out.with_name(f"{out.stem}_mean.png"), bits)
             write_png((result.std[0] * 4).clamp(0, 1), out.with_name(f"{out.stem}_std.png"))
         write_json(
             {
                 "input": str(src),
                 "output": str(out),
-                "size": list(lq.shape[-2:]),
+                "size": list(result.restored.shape[-2:]),
+                "input_kind": kind,
+                "exposure_ratio": ratio,
                 "ucdir_version": ucdir.__version__,
                 "checkpoint": str(cfg.ckpt_path) if cfg.ckpt_path else None,
                 "pretrained": cfg.pretrained,
@@ -242,13 +259,17 @@ def run(cfg: DictConfig) -> list[Path]:
                 "schedule": _plain(getattr(sampler, "schedule", None)),
                 "patch": {"type": type(patch).__name__, **_plain(patch)} if patch else None,
                 "guidance": float(cfg.guidance),
-                "num_samples": int(cfg.num_samples),
+                "num_samples": num_samples,
+                "scalars": None if scalars is None else scalars[0].tolist(),
                 "device": str(device),
                 "config": OmegaConf.to_container(cfg, resolve=True),
                 "model": run_cfg.get("model"),
             },
             out.with_suffix(".json"),
         )
+        write_png(result.restored[0], out, bits)
     if failed:
-        raise ValueError(f"input: {len(failed)} file(s) could not be read: {failed}")
-    return outputs
+        raise ValueError(
+            f"input: {len(failed)} file(s) could not be read (the others were restored): {failed}"
+        )
+    return plan.outputs

@@ -1,0 +1,337 @@
+"""What the web app does, without the web page: load a model (cached), restore one uploaded file
+as `python -m ucdir.restore` would, and say which command reproduces it.
+
+Every restoration is a composed `restore` config (configs/restore.yaml) with the page's choices as
+overrides, run through the restore CLI's own pieces (model loading, sampler choice, PNG and JSON
+writers), so the command shown next to a result writes the same PNG.
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+import ucdir
+from ucdir.app.progress import (
+    CancelRequestedError,
+    CountingDenoiser,
+    Progress,
+    Report,
+    tiles_per_step,
+)
+from ucdir.checkpoints import file_hash
+from ucdir.config_files import CONFIG_DIR, config_dir
+from ucdir.data.images import image_size, read_image
+from ucdir.device import resolve_device
+from ucdir.restore.cli import _plain, _scalars, choose_sampler, load_model, write_json, write_png
+from ucdir.restore.core import restore
+from ucdir.restore.inputs import input_kind, list_inputs
+
+PatchChoice = Literal["tiles", "auto", "none"]
+PATCHES: tuple[str, ...] = ("tiles", "auto", "none")
+
+
+class InputError(ValueError):
+    """An upload or a choice the app cannot restore; the message is shown in the page."""
+
+
+def samplers() -> list[str]:
+    """Every `sampler=` option of the restore command (the files of configs/sampler)."""
+    return sorted(p.stem for p in (config_dir() / "sampler").glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The page's settings for one restoration; each is a `python -m ucdir.restore` key.
+
+    Args:
+        pretrained: a shipped model's name, an exported folder or a hub id.
+        sampler: a `sampler=` option (`samplers()`).
+        steps: sampler steps (a regression model always makes one forward).
+        seed: seed of the only random generator.
+        guidance: fidelity–realness scale ≥ 0 (0 = the paper's sampler, more = closer to x_init).
+        num_samples: samples per image; > 1 also gives their mean and per-pixel spread.
+        patch: inter-step patch splitting: `tiles` (square tiles of `tile` px), `auto` (largest
+            tile within the memory budget of configs/patch/auto.yaml) or `none` (whole image).
+        tile: tile size in px for `patch=tiles`.
+    """
+
+    pretrained: str
+    sampler: str = "dpmpp"
+    steps: int = 10
+    seed: int = 0
+    guidance: float = 0.0
+    num_samples: int = 1
+    patch: PatchChoice = "tiles"
+    tile: int = 256
+
+    def __post_init__(self) -> None:
+        if self.sampler not in samplers():
+            raise InputError(f"sampler must be one of {samplers()}, got {self.sampler!r}")
+        if self.patch not in PATCHES:
+            raise InputError(f"patch must be one of {list(PATCHES)}, got {self.patch!r}")
+        if self.steps < 1 or self.num_samples < 1 or self.guidance < 0:
+            raise InputError(
+                "need steps >= 1, num_samples >= 1 and guidance >= 0, got "
+                f"steps={self.steps!r}, num_samples={self.num_samples!r}, "
+                f"guidance={self.guidance!r}"
+            )
+
+    def overrides(self) -> list[str]:
+        """The Hydra overrides of these choices (paths excluded: they are set on the config)."""
+        out = [
+            f"sampler={self.sampler}",
+            f"sampler.steps={self.steps}",
+            f"seed={self.seed}",
+            f"guidance={self.guidance}",
+            f"num_samples={self.num_samples}",
+            f"patch={self.patch}",
+        ]
+        if self.patch == "tiles":
+            out.append(f"patch.tile={self.tile}")
+        return out
+
+    def command(self, input_name: str, output: str = "restored/", device: str = "auto") -> str:
+        """The `python -m ucdir.restore …` command line that writes the same result."""
+        args = [
+            _override("pretrained", self.pretrained),
+            _override("input", input_name),
+            _override("output", output),
+            *self.overrides(),
+        ]
+        if device != "auto":
+            args.append(f"device={device}")
+        return "python -m ucdir.restore " + " ".join(shlex.quote(a) for a in args)
+
+
+def _override(key: str, value: str) -> str:
+    """`key=value` as Hydra parses it back: a value with spaces or grammar characters is
+    double-quoted (the shell quoting is added around the whole override)."""
+    if value and all(c.isalnum() or c in "._-/~+@" for c in value):
+        return f"{key}={value}"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{key}="{escaped}"'
+
+
+_COMPOSE_LOCK = threading.Lock()
+
+
+def restore_config(overrides: list[str]) -> DictConfig:
+    """The config `python -m ucdir.restore <overrides>` would run with (configs/restore.yaml)."""
+    with _COMPOSE_LOCK:
+        if GlobalHydra.instance().is_initialized():  # inside `python -m ucdir.app`
+            return compose(config_name="restore", overrides=overrides)
+        with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+            return compose(config_name="restore", overrides=overrides)
+
+
+class Model(NamedTuple):
+    """A loaded model as the restore command loads it, plus the hash its sidecars carry."""
+
+    predictor: nn.Module
+    denoiser: nn.Module
+    run_cfg: dict
+    weights: Path
+    sha256: str
+
+
+@functools.lru_cache(maxsize=4)
+def cached_model(pretrained: str, device: str) -> Model:
+    """The networks of `pretrained=`, loaded once per (name, device) for the app's lifetime.
+
+    Raises:
+        InputError: the name is no folder, shipped model or reachable hub id, or the model
+            takes packed raw input (the app restores RGB images).
+    """
+    try:
+        predictor, denoiser, run_cfg, weights = load_model(None, pretrained, torch.device(device))
+    except FileNotFoundError as err:
+        raise InputError(str(err)) from err
+    if input_kind(int(getattr(denoiser, "lq_channels", 3))) != "image":
+        raise InputError(
+            f"model {pretrained!r} restores camera raw files (packed raw Bayer input, trained with "
+            "task=sid task.input=packed), not the RGB images this app reads: choose an RGB model "
+            "such as jpeg-cpu, or restore raw files with python -m ucdir.restore"
+        )
+    return Model(predictor, denoiser, run_cfg, weights, file_hash(weights))
+
+
+def check_upload(path: str | Path, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of an uploaded image from its header, before any pixel is decoded.
+
+    Raises:
+        InputError: a camera raw file, not an image, or more than `max_pixels` pixels (a
+            decompression bomb, or simply too large for this server).
+    """
+    try:
+        list_inputs(Path(path), "image")  # a camera raw file is named as such
+        return image_size(path, "input", max_pixels)
+    except (ValueError, FileNotFoundError) as err:
+        raise _input_error(err, Path(path), Path(path).name) from err
+
+
+def _input_error(err: Exception, path: Path, name: str) -> InputError:
+    """`err` about the upload `path`, naming it `name` (not the server's temporary path)."""
+    message = str(err).replace(str(path), name)
+    return InputError(message if name in message else f"{name}: {message}")
+
+
+class Result(NamedTuple):
+    """One restored upload: images (H, W, 3) float32 in [0, 1] and what was written.
+
+    Attributes:
+        lq: the input as decoded.
+        restored: the first sample.
+        x_init: the initial prediction u(lq).
+        mean: mean of the samples (None for one sample).
+        std: per-pixel standard deviation of the samples (None for one sample).
+        sidecar: the JSON sidecar (as the restore command writes it).
+        command: the `python -m ucdir.restore` line that reproduces `restored`.
+        files: the written PNG, its JSON sidecar, and for K > 1 the mean and spread PNGs.
+    """
+
+    lq: np.ndarray
+    restored: np.ndarray
+    x_init: np.ndarray
+    mean: np.ndarray | None
+    std: np.ndarray | None
+    sidecar: dict[str, Any]
+    command: str
+    files: list[Path]
+
+
+def _image(x: Tensor) -> np.ndarray:
+    return x[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def restore_upload(
+    path: str | Path,
+    choices: Choices,
+    out_dir: str | Path,
+    *,
+    max_pixels: int,
+    device: str = "auto",
+    name: str | None = None,
+    report: Report | None = None,
+    cancel: threading.Event | None = None,
+) -> Result:
+    """Restores one image file as `choices.command(name)` would; writes into `out_dir`.
+
+    Args:
+        path: the uploaded file.
+        choices: model, sampler and the other settings.
+        out_dir: folder for `<stem>.png`, `<stem>.json` (and `_mean`, `_std` for K > 1).
+        max_pixels: larger uploads are refused from their header, before decoding.
+        device: `auto`, `cpu`, `cuda`, ... (as the restore command's `device=`).
+        name: the file's name as the user knows it (default: the upload's name).
+        report: progress callback over sampler steps and tiles.
+        cancel: stops the restoration at the next tile when set.
+
+    Raises:
+        InputError: unreadable or too large upload, unknown model, a model that does not take
+            RGB input, or settings the model cannot run with.
+        CancelRequestedError: `cancel` was set.
+    """
+    src = Path(path)
+    name = name or src.name
+    try:
+        check_upload(src, max_pixels)
+    except InputError as err:
+        raise _input_error(err, src, name) from err
+    dev = resolve_device(device)
+    model = cached_model(choices.pretrained, str(dev))
+    try:
+        lq = torch.from_numpy(read_image(src, "input", max_pixels)).permute(2, 0, 1)[None].to(dev)
+    except (ValueError, FileNotFoundError) as err:
+        raise _input_error(err, src, name) from err
+    out = Path(out_dir) / f"{Path(name).stem}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg = restore_config([*choices.overrides(), f"device={device}"])
+    cfg.pretrained, cfg.input, cfg.output = choices.pretrained, str(src), str(out.parent)
+    cfg.paths.output_dir = str(out.parent)  # the run folder, outside `python -m` too
+    try:
+        sampler = choose_sampler(cfg.sampler, model.run_cfg)
+        patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
+        names = tuple(getattr(model.denoiser, "aux_scalars", ()))
+        scalars = _scalars(cfg, names, dev, None, dict(model.run_cfg.get("task") or {}))
+    except (ValueError, InstantiationException) as err:
+        raise InputError(f"{choices.pretrained}: {err}") from err
+    scale = int(getattr(model.predictor, "upscale", 1))
+    progress = Progress(
+        report,
+        sampler.steps * choices.num_samples,
+        tiles_per_step(patch, lq.shape[-2] * scale, lq.shape[-1] * scale),
+        name,
+        cancel,
+    )
+    try:
+        result = restore(
+            lq,
+            model.predictor,
+            CountingDenoiser(model.denoiser, progress.on_call),
+            sampler,
+            patch,
+            torch.Generator(device=dev).manual_seed(choices.seed),
+            scalars=scalars,
+            guidance=choices.guidance,
+            num_samples=choices.num_samples,
+            callback=progress.on_step,
+        )
+    except RuntimeError as err:
+        if isinstance(err, CancelRequestedError):
+            raise
+        raise InputError(f"{name}: model {choices.pretrained!r} cannot restore it: {err}") from err
+    # as the restore command: companions, sidecar, then the PNG (present = done)
+    files = [out, out.with_suffix(".json")]
+    if result.mean is not None and result.std is not None:
+        files += [out.with_name(f"{out.stem}_mean.png"), out.with_name(f"{out.stem}_std.png")]
+        write_png(result.mean[0], files[2], int(cfg.bits))
+        write_png((result.std[0] * 4).clamp(0, 1), files[3])
+    sidecar = {
+        "input": str(src),
+        "output": str(out),
+        "size": list(result.restored.shape[-2:]),
+        "input_kind": "image",
+        "exposure_ratio": None,
+        "ucdir_version": ucdir.__version__,
+        "checkpoint": None,
+        "pretrained": choices.pretrained,
+        "weights": str(model.weights),
+        "checkpoint_sha256": model.sha256,
+        "seed": choices.seed,
+        "sampler": getattr(sampler, "name", type(sampler).__name__),
+        "steps": sampler.steps,
+        "schedule": _plain(getattr(sampler, "schedule", None)),
+        "patch": {"type": type(patch).__name__, **_plain(patch)} if patch else None,
+        "guidance": choices.guidance,
+        "num_samples": choices.num_samples,
+        "scalars": None if scalars is None else scalars[0].tolist(),
+        "device": str(dev),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "model": model.run_cfg.get("model"),
+    }
+    write_json(sidecar, files[1])
+    write_png(result.restored[0], out, int(cfg.bits))
+    return Result(
+        lq=_image(lq),
+        restored=_image(result.restored),
+        x_init=_image(result.x_init),
+        mean=None if result.mean is None else _image(result.mean),
+        std=None if result.std is None else _image(result.std),
+        sidecar=sidecar,
+        command=choices.command(name, device=device),
+        files=files,
+    )

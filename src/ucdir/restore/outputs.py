@@ -1,0 +1,170 @@
+"""The files `python -m ucdir.restore` writes: the output folder, the plan of what goes where, the
+PNGs and JSON sidecars, and when an output counts as done.
+
+Every file is written atomically (`ucdir.atomic`), the main PNG last: its companions
+(``<name>_mean.png``, ``<name>_std.png`` with several samples) first, then the sidecar
+``<name>.json``, then ``<name>.png``. So an output is *done* when its PNG and all its companions
+are there and its sidecar parses, and a kill at any moment leaves either a done output or one that
+`skip_existing=true` computes again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+from ucdir.atomic import partial_files, write_bytes_atomic, write_text_atomic
+
+BITS = (8, 16)
+
+
+def check_bits(bits: int) -> int:
+    """`bits` after checking it is a PNG depth this package writes (8 or 16)."""
+    if bits not in BITS:
+        raise ValueError(f"bits must be 8 or 16 (PNG bits per channel), got {bits!r}")
+    return bits
+
+
+def write_png(image: Tensor, path: Path, bits: int = 8) -> None:
+    """Writes a (3, H, W) [0, 1] image as an 8- or 16-bit PNG, atomically."""
+    check_bits(bits)
+    array = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    if bits == 16:
+        import cv2
+
+        ok, encoded = cv2.imencode(".png", (array[..., ::-1] * 65535).round().astype(np.uint16))
+        if not ok:
+            raise ValueError(f"cannot encode {path} as a 16-bit PNG")
+        data = encoded.tobytes()
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray((array * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+        data = buffer.getvalue()
+    write_bytes_atomic(path, data)
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    """Writes `data` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+def check_output_dir(path: Path) -> None:
+    """Checks, creating nothing, that `path` is or can become a writable folder.
+
+    Raises:
+        NotADirectoryError: `path`, or a path above it, is a file.
+        PermissionError: the nearest existing folder is not writable.
+    """
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"output={path}: is a file, not a folder; give a folder for the restored images"
+        )
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"output={path}: {existing} is a file, so no folder can be in it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"output={path}: the folder {existing} is not writable")
+
+
+def make_output_dir(path: Path) -> None:
+    """Creates the output folder and proves it writable with a real temporary file.
+
+    Raises:
+        PermissionError: the folder cannot be created or written to (read-only filesystem, ACLs).
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"output={path}: cannot write into this folder: {err}") from err
+
+
+def companions(out: Path, num_samples: int) -> list[Path]:
+    """Every file written for the output `out`, in the order they are written (`out` last)."""
+    files = []
+    if num_samples > 1:
+        files += [out.with_name(f"{out.stem}_mean.png"), out.with_name(f"{out.stem}_std.png")]
+    return [*files, out.with_suffix(".json"), out]
+
+
+def is_done(out: Path, num_samples: int) -> bool:
+    """The output `out` and all its companions are there and its sidecar JSON parses."""
+    if not all(p.is_file() for p in companions(out, num_samples)):
+        return False
+    try:
+        return isinstance(json.loads(out.with_suffix(".json").read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+class Plan(NamedTuple):
+    """What a run writes.
+
+    Attributes:
+        outputs: the output of every input, in input order.
+        todo: the (input, output) pairs to compute.
+        done: the outputs that are done already (skipped with `skip_existing`).
+    """
+
+    outputs: list[Path]
+    todo: list[tuple[Path, Path]]
+    done: list[Path]
+
+
+def plan_outputs(
+    inputs: Sequence[Path],
+    out_dir: Path,
+    num_samples: int,
+    overwrite: bool,
+    skip_existing: bool,
+) -> Plan:
+    """Output path of every input; refuses name clashes, outputs over inputs, and existing
+    outputs (unless `overwrite`, or `skip_existing`: done outputs are skipped and incomplete ones
+    computed again), before anything is computed.
+
+    Raises:
+        ValueError: two inputs share a name, an output would replace an input, or both
+            `overwrite` and `skip_existing` are set.
+        FileExistsError: outputs exist and neither `overwrite` nor `skip_existing` is set.
+    """
+    if overwrite and skip_existing:
+        raise ValueError("overwrite=true and skip_existing=true exclude each other; pick one")
+    outputs = [out_dir / f"{p.stem}.png" for p in inputs]
+    if len(set(outputs)) != len(outputs):
+        raise ValueError("input: several inputs share a file name stem; restore them separately")
+    written = [o for p in outputs for o in companions(p, num_samples)]
+    sources = {p.resolve() for p in inputs}
+    clash = [o for o in written if o.resolve() in sources]
+    if clash:
+        raise ValueError(f"output: refusing to write over input file(s) {[str(c) for c in clash]}")
+    pairs = list(zip(inputs, outputs, strict=True))
+    if skip_existing:
+        done = [o for o in outputs if is_done(o, num_samples)]
+        return Plan(outputs, [(src, out) for src, out in pairs if out not in done], done)
+    existing = [o for o in written if o.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"output: {len(existing)} output file(s) exist already (e.g. {existing[0]}); pass "
+            "skip_existing=true to restore only the missing ones, overwrite=true to restore all "
+            "again, or another output folder"
+        )
+    return Plan(outputs, pairs, [])
+
+
+def remove_partials(out: Path, num_samples: int) -> None:
+    """Removes the temporary files a killed run left for the files of `out`."""
+    for path in companions(out, num_samples):
+        for stale in partial_files(path):
+            stale.unlink(missing_ok=True)

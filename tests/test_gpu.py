@@ -1,0 +1,112 @@
+"""CUDA checks (`make test-gpu`): bf16 autocast and torch.compile match fp32 eager within stated
+tolerances, the GPU trainer configs train, DDP runs on 2 GPUs when present. Skipped without CUDA."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from tests.conftest import REPO, compose
+from ucdir.models.denoiser import ConditionalUNet
+from ucdir.types import Cond
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (none on this machine)"),
+]
+
+
+def _net_and_inputs(seed: int = 0) -> tuple[ConditionalUNet, tuple[Tensor, Tensor, Cond]]:
+    torch.manual_seed(seed)
+    net = ConditionalUNet(width=32, mults=(1, 2, 2), attn_levels=(2,), kernels=4).cuda()
+    x = torch.randn(2, 3, 64, 64, device="cuda")
+    cond = Cond(torch.rand_like(x) * 2 - 1, torch.rand_like(x) * 2 - 1)
+    gamma = torch.tensor([0.3, 0.9], device="cuda")
+    return net, (x, gamma, cond)
+
+
+def _relative(a: Tensor, b: Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def _grads(net: torch.nn.Module) -> Tensor:
+    return torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+
+
+def test_bf16_autocast_forward_and_backward_match_fp32() -> None:
+    net, (x, gamma, cond) = _net_and_inputs()
+    reference = net(x, gamma, cond)
+    reference.square().mean().backward()
+    want = _grads(net).clone()
+    net.zero_grad()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = net(x, gamma, cond)
+    out.float().square().mean().backward()
+    got = _grads(net)
+    assert _relative(out, reference) < 3e-2  # bf16 keeps 8 bits of mantissa
+    assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.99
+
+
+def test_compiled_forward_and_backward_match_eager() -> None:
+    net, (x, gamma, cond) = _net_and_inputs()
+    reference = net(x, gamma, cond)
+    reference.square().mean().backward()
+    want = _grads(net).clone()
+    net.zero_grad()
+    net.compile()
+    out = net(x, gamma, cond)
+    out.square().mean().backward()
+    assert _relative(out, reference) < 1e-4
+    assert _relative(_grads(net), want) < 1e-3
+    assert not any("_orig_mod" in k for k in net.state_dict())  # checkpoints keep their names
+
+
+def test_gpu_trainer_trains_in_bf16_channels_last_and_compiled(tmp_path: Path) -> None:
+    from ucdir.train import train
+
+    cfg = compose(
+        "train",
+        [
+            "debug=tiny",
+            "trainer=gpu",
+            "model.compile=true",
+            "trainer.fast_dev_run=false",
+            "trainer.max_steps=3",
+            "trainer.limit_val_batches=1",
+            "trainer.val_check_interval=3",
+            f"paths.output_dir={tmp_path}",
+        ],
+    )
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["val/psnr"]))
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+def test_ddp_on_two_gpus(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ucdir.train",
+            "debug=tiny",
+            "trainer=ddp",
+            "trainer.devices=2",
+            "trainer.fast_dev_run=false",
+            "trainer.max_steps=4",
+            "trainer.limit_val_batches=2",
+            "trainer.val_check_interval=4",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
