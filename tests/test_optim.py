@@ -16,7 +16,8 @@ from ucdir.lit_module import warmup_linear
 
 def _lrs(schedule: str, steps: int, *overrides: str) -> list[float]:
     cfg = compose(
-        "train", ["model=tiny", f"model/lr_schedule={schedule}", "trainer.max_steps=100", *overrides]
+        "train",
+        ["model=tiny", f"model/lr_schedule={schedule}", "trainer.max_steps=100", *overrides],
     )
     model = instantiate(cfg.model)
     config = model.configure_optimizers()

@@ -182,6 +182,11 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
             ]
             if any(o.startswith("task=jpeg") or o.startswith("task=blind") for o in overrides):
                 extra.append("data.val_count=4")
+            if any(o in ("trainer=gpu", "trainer=ddp") for o in overrides):
+                import torch
+
+                if not torch.cuda.is_available():  # the GPU configs, built on this CPU
+                    extra += ["trainer.accelerator=cpu", "trainer.precision=32-true"]
             cfg = compose(module.split(".")[1], [*overrides, *extra])
             datamodule, model, trainer = build(cfg)
             datamodule.prepare_data()  # as Trainer.fit does (the SID cache, if missing)

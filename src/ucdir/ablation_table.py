@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -25,13 +26,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-from ucdir.config_files import config_dir
+from ucdir.config_files import CONFIG_DIR
 from ucdir.models import ConditionalUNet, InitialPredictor
 from ucdir.stats import count_params, network_macs
 from ucdir.types import Cond
 
-CONFIG_DIR = config_dir()
-ABLATION_DIR = CONFIG_DIR / "experiment" / "ablation"
+ABLATION_DIR = Path(CONFIG_DIR) / "experiment" / "ablation"
 
 
 class PaperRow(NamedTuple):
@@ -81,7 +81,7 @@ def compose_ablation(name: str, size: int = 128) -> DictConfig:
     """The `stats` config with `experiment=ablation/<name>` (what `python -m ucdir.stats` runs)."""
     if not (ABLATION_DIR / f"{name}.yaml").is_file():
         raise ValueError(f"no ablation config {name!r}; choose from {ablation_names()}")
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         return compose("stats", [f"experiment=ablation/{name}", f"input_size={size}"])
 
 

@@ -120,7 +120,7 @@ class UCDIRLitModule(L.LightningModule):
         self.freeze_predictor, self.val_seed = freeze_predictor, val_seed
         self.val_metrics, self.scorer, self.sanity_steps = list(val_metrics), scorer, sanity_steps
         self.lr_schedule = lr_schedule
-        self.compile, self.channels_last = compile, channels_last
+        self.compile_denoiser, self.channels_last = compile, channels_last
         if freeze_predictor:
             self.predictor.requires_grad_(False)
         self.scores: dict[str, Metrics] = {}  # built on first use: not part of the checkpoint
@@ -132,7 +132,9 @@ class UCDIRLitModule(L.LightningModule):
             self.predictor.eval()
 
     def setup(self, stage: str) -> None:
-        if self.compile:  # (not configure_model: Lightning's EMA refuses models that define it)
+        if (
+            self.compile_denoiser
+        ):  # (not configure_model: Lightning's EMA refuses models that define it)
             self.denoiser.compile()
 
     def on_fit_start(self) -> None:

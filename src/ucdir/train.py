@@ -102,9 +102,10 @@ def announce(cfg: DictConfig, model: UCDIRLitModule, trainer: L.Trainer) -> None
     counts["total"] = counts["predictor"] + counts["denoiser"]
     device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
     steps = cfg.trainer.max_steps
+    millions = {k: f"{v / 1e6:.1f} M" for k, v in counts.items()}
     rank_zero_info(
-        f"training {cfg.task.name}: {counts['total'] / 1e6:.1f} M parameters "
-        f"(predictor {counts['predictor'] / 1e6:.1f} M, denoiser {counts['denoiser'] / 1e6:.1f} M), "
+        f"training {cfg.task.name}: {millions['total']} parameters (predictor "
+        f"{millions['predictor']}, denoiser {millions['denoiser']}), "
         f"{steps} steps, batch {cfg.data.batch_size}, crops {cfg.data.get('crop', '-')}, on "
         f"{trainer.num_devices} x {device} x {trainer.num_nodes} node(s), {trainer.precision}"
     )

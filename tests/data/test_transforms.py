@@ -67,15 +67,7 @@ def ddrm_by_hand(x: torch.Tensor, size: int) -> torch.Tensor:
         (200, 300),  # upscaled
         (375, 500),  # an ImageNet validation size: odd margin (62.5 rounds to 62)
         (256, 256),  # already the size: unchanged
-        pytest.param(
-            301,
-            404,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="center_square floors an odd margin (103 // 2 = 51) where "
-                "torchvision rounds it half to even (round(51.5) = 52): a 1-px shift",
-            ),
-        ),
+        (301, 404),  # odd margin 103: torchvision rounds 51.5 half to even, 52
     ],
 )
 def test_center_square_is_ddrm_protocol(height: int, width: int) -> None:

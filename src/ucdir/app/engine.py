@@ -21,10 +21,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
-import ucdir
 from ucdir.app.progress import (
     CancelRequestedError,
     CountingDenoiser,
@@ -36,9 +35,10 @@ from ucdir.checkpoints import file_hash
 from ucdir.config_files import CONFIG_DIR, config_dir
 from ucdir.data.images import image_size, read_image
 from ucdir.device import resolve_device
-from ucdir.restore.cli import _plain, _scalars, choose_sampler, load_model, write_json, write_png
+from ucdir.restore.cli import _scalars, choose_sampler, load_model
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import input_kind, list_inputs
+from ucdir.restore.outputs import Provenance, save_restoration
 
 PatchChoice = Literal["tiles", "auto", "none"]
 PATCHES: tuple[str, ...] = ("tiles", "auto", "none")
@@ -294,37 +294,13 @@ def restore_upload(
         if isinstance(err, CancelRequestedError):
             raise
         raise InputError(f"{name}: model {choices.pretrained!r} cannot restore it: {err}") from err
-    # as the restore command: companions, sidecar, then the PNG (present = done)
+    made_by = Provenance(
+        cfg, model.run_cfg, model.weights, model.sha256, sampler, patch, scalars, dev
+    )
+    sidecar = save_restoration(result, src, out, int(cfg.bits), made_by)
     files = [out, out.with_suffix(".json")]
-    if result.mean is not None and result.std is not None:
+    if result.mean is not None:
         files += [out.with_name(f"{out.stem}_mean.png"), out.with_name(f"{out.stem}_std.png")]
-        write_png(result.mean[0], files[2], int(cfg.bits))
-        write_png((result.std[0] * 4).clamp(0, 1), files[3])
-    sidecar = {
-        "input": str(src),
-        "output": str(out),
-        "size": list(result.restored.shape[-2:]),
-        "input_kind": "image",
-        "exposure_ratio": None,
-        "ucdir_version": ucdir.__version__,
-        "checkpoint": None,
-        "pretrained": choices.pretrained,
-        "weights": str(model.weights),
-        "checkpoint_sha256": model.sha256,
-        "seed": choices.seed,
-        "sampler": getattr(sampler, "name", type(sampler).__name__),
-        "steps": sampler.steps,
-        "schedule": _plain(getattr(sampler, "schedule", None)),
-        "patch": {"type": type(patch).__name__, **_plain(patch)} if patch else None,
-        "guidance": choices.guidance,
-        "num_samples": choices.num_samples,
-        "scalars": None if scalars is None else scalars[0].tolist(),
-        "device": str(dev),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "model": model.run_cfg.get("model"),
-    }
-    write_json(sidecar, files[1])
-    write_png(result.restored[0], out, int(cfg.bits))
     return Result(
         lq=_image(lq),
         restored=_image(result.restored),

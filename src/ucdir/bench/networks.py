@@ -13,19 +13,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
-from ucdir.config_files import config_dir
+from ucdir.config_files import CONFIG_DIR
 from ucdir.models import ConditionalUNet, InitialPredictor
 from ucdir.stats import count_params, network_macs
 from ucdir.types import Cond
-
-CONFIG_DIR = config_dir()
 
 
 def compose_run(overrides: list[str]) -> DictConfig:
     """The `train` config with `overrides`, as `python -m ucdir.train` would compose it."""
     if GlobalHydra.instance().is_initialized():
         return compose("train", overrides)
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         return compose("train", overrides)
 
 

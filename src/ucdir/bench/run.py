@@ -15,8 +15,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ucdir.bench import akgm, data_pipeline, forward, patch, precision, restore, training
-from ucdir.bench.networks import CONFIG_DIR, BenchModel
+from ucdir.bench.networks import BenchModel
 from ucdir.bench.table import Table
+from ucdir.config_files import CONFIG_DIR
+from ucdir.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,6 @@ def by_device(value: Any, device: torch.device) -> Any:
     return value
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _device_name(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -58,7 +54,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     """Runs the configured sections for every model; returns everything (seconds, GMAC, MiB)."""
     if cfg.quick:
         cfg = OmegaConf.merge(cfg, cfg.quick_settings)  # type: ignore[assignment]
-    device = _resolve_device(str(cfg.device))
+    device = resolve_device(str(cfg.device))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = int(cfg.threads or cores or 1)
     torch.set_num_threads(threads)

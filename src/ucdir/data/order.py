@@ -77,20 +77,20 @@ class ResumableLoader(StatefulDataLoader):
     batch of an epoch resumes at the start of the next one (Lightning counts that epoch as
     finished; an exhausted position would otherwise swallow the next epoch)."""
 
-    sampler: TrainingOrder
-
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "order_epoch": self.sampler.epoch}
+        # (Lightning swaps in a SequentialSampler for trainer.overfit_batches: no epoch there)
+        return {**super().state_dict(), "order_epoch": getattr(self.sampler, "epoch", 0)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         state = dict(state_dict)
         epoch = state.pop("order_epoch", 0)
         snapshot = state.get("_snapshot", {}).get("_main_snapshot", state)
-        if snapshot.get("_sampler_iter_yielded", 0) >= len(self):
-            self.sampler.set_epoch(epoch + 1)  # the epoch was complete: the next one, whole
-            return
-        self.sampler.set_epoch(epoch)
-        super().load_state_dict(state)
+        complete = snapshot.get("_sampler_iter_yielded", 0) >= len(self)
+        if isinstance(self.sampler, TrainingOrder):
+            # the epoch was complete: the next one, whole
+            self.sampler.set_epoch(epoch + 1 if complete else epoch)
+        if not complete:
+            super().load_state_dict(state)
 
 
 def seed_batch(batch_number: int, rank: int) -> None:

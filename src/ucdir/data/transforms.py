@@ -90,7 +90,8 @@ def center_square(x: Tensor, size: int) -> Tensor:
     """
     h, w = x.shape[-2:]
     side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
+    # torchvision's center_crop (DDRM's pipeline) rounds the margin half to even
+    top, left = round((h - side) / 2), round((w - side) / 2)
     x = x[:, top : top + side, left : left + side]
     if side == size:
         return x

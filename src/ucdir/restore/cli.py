@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from tqdm import tqdm
 
-import ucdir
 from ucdir.checkpoints import (
     check_checkpoint_file,
     check_targets,
@@ -34,12 +32,12 @@ from ucdir.device import resolve_device
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import InputKind, check_source, input_kind, list_inputs, read_input
 from ucdir.restore.outputs import (
+    Provenance,
     check_bits,
     check_output_dir,
     make_output_dir,
     plan_outputs,
-    remove_partials,
-    write_json,
+    save_restoration,
     write_png,
 )
 
@@ -119,10 +117,6 @@ def load_networks(ckpt_path: str | Path, device: torch.device) -> tuple[nn.Modul
     load_state(predictor, ckpt, prefix="predictor.")
     load_state(denoiser, ckpt, prefix="denoiser.")
     return predictor.to(device).eval(), denoiser.to(device).eval(), cfg
-
-
-def _plain(obj: Any) -> Any:
-    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
 
 
 def _exposure_ratio(cfg: DictConfig, kind: InputKind, task: dict) -> float | None:
@@ -236,38 +230,10 @@ def run(cfg: DictConfig) -> list[Path]:
             callback=_progress(steps),
         )
         steps.close()
-        remove_partials(out, num_samples)
-        # companions, sidecar, then the PNG itself: a present PNG means a done output
-        if result.mean is not None and result.std is not None:
-            write_png(result.mean[0], out.with_name(f"{out.stem}_mean.png"), bits)
-            write_png((result.std[0] * 4).clamp(0, 1), out.with_name(f"{out.stem}_std.png"))
-        write_json(
-            {
-                "input": str(src),
-                "output": str(out),
-                "size": list(result.restored.shape[-2:]),
-                "input_kind": kind,
-                "exposure_ratio": ratio,
-                "ucdir_version": ucdir.__version__,
-                "checkpoint": str(cfg.ckpt_path) if cfg.ckpt_path else None,
-                "pretrained": cfg.pretrained,
-                "weights": str(weights),
-                "checkpoint_sha256": ckpt_hash,
-                "seed": int(cfg.seed),
-                "sampler": getattr(sampler, "name", type(sampler).__name__),
-                "steps": sampler.steps,
-                "schedule": _plain(getattr(sampler, "schedule", None)),
-                "patch": {"type": type(patch).__name__, **_plain(patch)} if patch else None,
-                "guidance": float(cfg.guidance),
-                "num_samples": num_samples,
-                "scalars": None if scalars is None else scalars[0].tolist(),
-                "device": str(device),
-                "config": OmegaConf.to_container(cfg, resolve=True),
-                "model": run_cfg.get("model"),
-            },
-            out.with_suffix(".json"),
+        made_by = Provenance(
+            cfg, run_cfg, weights, ckpt_hash, sampler, patch, scalars, device, kind, ratio
         )
-        write_png(result.restored[0], out, bits)
+        save_restoration(result, src, out, bits, made_by)
     if failed:
         raise ValueError(
             f"input: {len(failed)} file(s) could not be read (the others were restored): {failed}"

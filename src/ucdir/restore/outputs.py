@@ -15,16 +15,89 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import Tensor
 
+import ucdir
 from ucdir.atomic import partial_files, write_bytes_atomic, write_text_atomic
+from ucdir.restore.core import Restoration
 
 BITS = (8, 16)
+
+
+class Provenance(NamedTuple):
+    """What produced a restoration, as its sidecar records it.
+
+    Args:
+        cfg: the restore config (``ckpt_path``, ``pretrained``, ``seed``, ``guidance``, ...).
+        run_cfg: the model's own config (its ``model`` node goes into the sidecar).
+        weights: the weights file; `checkpoint_sha256` its hash.
+        sampler, patch: the sampler and tiling used.
+        scalars: the (1, K) auxiliary scalars given to the model, or None.
+        device: where it ran.
+        input_kind: ``image`` or ``raw``; `exposure_ratio` the raw gain (None for images).
+    """
+
+    cfg: DictConfig
+    run_cfg: dict
+    weights: Path
+    checkpoint_sha256: str
+    sampler: Any
+    patch: Any
+    scalars: Tensor | None
+    device: torch.device
+    input_kind: str = "image"
+    exposure_ratio: float | None = None
+
+
+def plain(obj: Any) -> Any:
+    """A dataclass as a dict (for the JSON sidecar); anything else as it is."""
+    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
+
+
+def save_restoration(
+    result: Restoration, src: Path, out: Path, bits: int, made_by: Provenance
+) -> dict[str, Any]:
+    """Writes one output in the order that makes it resumable: the companions (mean, spread),
+    the sidecar, then the PNG itself (a present PNG means a done output). Returns the sidecar."""
+    cfg, sampler, patch = made_by.cfg, made_by.sampler, made_by.patch
+    remove_partials(out, int(cfg.num_samples))
+    if result.mean is not None and result.std is not None:
+        write_png(result.mean[0], out.with_name(f"{out.stem}_mean.png"), bits)
+        write_png((result.std[0] * 4).clamp(0, 1), out.with_name(f"{out.stem}_std.png"))
+    sidecar = {
+        "input": str(src),
+        "output": str(out),
+        "size": list(result.restored.shape[-2:]),
+        "input_kind": made_by.input_kind,
+        "exposure_ratio": made_by.exposure_ratio,
+        "ucdir_version": ucdir.__version__,
+        "checkpoint": str(cfg.ckpt_path) if cfg.ckpt_path else None,
+        "pretrained": cfg.pretrained,
+        "weights": str(made_by.weights),
+        "checkpoint_sha256": made_by.checkpoint_sha256,
+        "seed": int(cfg.seed),
+        "sampler": getattr(sampler, "name", type(sampler).__name__),
+        "steps": sampler.steps,
+        "schedule": plain(getattr(sampler, "schedule", None)),
+        "patch": {"type": type(patch).__name__, **plain(patch)} if patch else None,
+        "guidance": float(cfg.guidance),
+        "num_samples": int(cfg.num_samples),
+        "scalars": None if made_by.scalars is None else made_by.scalars[0].tolist(),
+        "device": str(made_by.device),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "model": made_by.run_cfg.get("model"),
+    }
+    write_json(sidecar, out.with_suffix(".json"))
+    write_png(result.restored[0], out, bits)
+    return sidecar
 
 
 def check_bits(bits: int) -> int:
