@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ucdir.bench.memory import in_fresh_process, measure, memory_kind
+from ucdir.bench.memory import measure, measure_isolated, memory_kind
 from ucdir.bench.networks import BenchModel
 from ucdir.bench.table import Row, Table
 from ucdir.models.guidance import AdaptiveKernelGuidance
@@ -66,11 +66,8 @@ def bench_akgm(model: BenchModel, size: int, warmup: int, repeats: int, threads:
     results = {}
     for formulation in FORMULATIONS:
         job = {**spec, "formulation": formulation}
-        if model.device.type == "cuda":
-            torch.cuda.empty_cache()
-            results[formulation] = measure_akgm(job, model.device)
-        else:
-            results[formulation] = in_fresh_process(akgm_job, job)
+        on_cuda = partial(measure_akgm, device=model.device)
+        results[formulation] = measure_isolated(akgm_job, job, model.device, on_cuda)
     return {
         "channels": channels,
         "kernels": kernels,

@@ -74,3 +74,18 @@ def in_fresh_process(job: Callable[[dict[str, Any]], Row], spec: dict[str, Any])
     """
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(job, (spec,))
+
+
+def measure_isolated(
+    job: Callable[[dict[str, Any]], Row],
+    spec: dict[str, Any],
+    device: torch.device,
+    on_cuda: Callable[[dict[str, Any]], Row],
+) -> Row:
+    """A memory figure measured where it belongs to the job alone: on CUDA in this process
+    (`on_cuda(spec)`, after emptying the allocator's cache, peaks are per call there), on a CPU
+    as `job(spec)` in a fresh process (the peak RSS of this one holds everything it ran)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        return on_cuda(spec)
+    return in_fresh_process(job, spec)

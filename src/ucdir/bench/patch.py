@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ucdir.bench.memory import in_fresh_process, measure, memory_kind
+from ucdir.bench.memory import measure, measure_isolated, memory_kind
 from ucdir.bench.networks import BenchModel, eps_inputs
 from ucdir.bench.table import Row, Table
 from ucdir.diffusion.patching import PatchSplit
@@ -62,11 +63,8 @@ def bench_patch(
     results = {}
     for mode, t in (("whole", None), ("tiled", tile)):
         job = {**spec, "tile": t}
-        if model.device.type == "cuda":
-            torch.cuda.empty_cache()
-            results[mode] = measure_patch(model.denoiser, job)
-        else:
-            results[mode] = in_fresh_process(patch_job, job)
+        on_cuda = partial(measure_patch, model.denoiser)
+        results[mode] = measure_isolated(patch_job, job, model.device, on_cuda)
     return {
         "height": height,
         "width": width,
