@@ -164,6 +164,9 @@ class UCDIRLitModule(L.LightningModule):
         self.log("train/main", out.main)
         if out.aux.requires_grad:
             self.log("train/aux_l1", out.aux)
+        for name, value in (out.parts or {}).items():
+            if name != "aux":
+                self.log(f"train/{name}", value)
         return out.loss
 
     def on_validation_epoch_start(self) -> None:

@@ -38,11 +38,12 @@ def make_cond(lq: Tensor, x_init: Tensor, scalars: Tensor | None) -> Cond:
 
 
 class Loss(NamedTuple):
-    """The total loss and its parts (for logging)."""
+    """The total loss and its parts (for logging; `parts` are logged as `train/<name>`)."""
 
     loss: Tensor
     main: Tensor
     aux: Tensor
+    parts: dict[str, Tensor] | None = None
 
 
 def _distance(a: Tensor, b: Tensor, kind: str) -> Tensor:

@@ -1,0 +1,285 @@
+"""Few-step and one-step restoration: a student distilled from a trained model's deterministic
+sampler (`DistillObjective`), and the sampler that runs it (`DistilledSampler`).
+
+The teacher's ODE sampler (DPM-Solver++ or DDIM with eta = 0, both deterministic given x_T) maps
+the noise x_T to a residual r0*. The student, a copy of the teacher's networks, learns that map
+in one network call and in K calls: call k (k = 0..K-1) sees the state at the K-step level γ_k
+and predicts the end point r0*; the next state is the DDIM update on that prediction,
+x_{k+1} = γ_{k+1}·r̂0 + σ_{k+1}·ε̂ with ε̂ = (x_k − γ_k·r̂0)/σ_k, and the last call's r̂0 is the
+answer. An exact student therefore visits x_k = γ_k·r0* + σ_k·ε* (ε* the noise x_T implies
+for r0*) and returns r0* for every K: those are the states it is trained on.
+
+A ground-truth term keeps the student from being bounded by its teacher (SinSR's
+consistency-preserving loss, Wang et al., CVPR 2024): the student also learns the inverse map
+r0* → x_T (one call at γ = 1, the clean end of the levels, which no sampler step queries), and
+the ground truth's residual, mapped to its noise by that inverse (no gradient), must come back
+as the ground truth in one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ucdir.diffusion.objective import Loss, _distance, _raw, make_cond, to_diffusion
+from ucdir.diffusion.parametrization import (
+    eps_from_prediction,
+    eps_from_residual,
+    residual_from_eps,
+    wide_dtype,
+)
+from ucdir.diffusion.sampling import Sampler, StepCallback
+from ucdir.diffusion.schedules import Schedule, gammas
+from ucdir.types import Cond, EpsFn
+
+
+def level_timesteps(num_steps: int, steps: int) -> list[int]:
+    """The `steps` timesteps (0-based, diffusers' indexing) a K-step student is called at:
+    evenly spaced from the noisiest level T − 1 down (K = 4 on 50 levels: 49, 37, 24, 12)."""
+    if not 1 <= steps <= num_steps:
+        raise ValueError(f"steps must be in 1..{num_steps} (the schedule's length), got {steps!r}")
+    return [num_steps - 1 - (k * num_steps) // steps for k in range(steps)]
+
+
+def student_levels(schedule: Schedule, steps: int) -> Tensor:
+    """(steps,) float64 signal levels γ_k = sqrt(ᾱ_{t_k}) of the K-step student."""
+    levels = gammas(schedule)  # index t + 1 is diffusers' timestep t
+    return levels[[t + 1 for t in level_timesteps(schedule.num_steps, steps)]]
+
+
+def _sigma(gamma: Tensor) -> Tensor:
+    return (1 - gamma * gamma).clamp_min(0).sqrt()
+
+
+@dataclass(frozen=True)
+class DistilledSampler:
+    """Restores with a distilled student in `steps` network calls (1, 2, 4, ...).
+
+    Each call predicts the end point r̂0 (clamped to ±`clip_residual`, as every sampler does);
+    between calls the state moves to the next level by the deterministic DDIM update; the last
+    r̂0 is returned. The network is called through `eps_fn`, so inter-step patch splitting and
+    the fidelity guidance wrap every call exactly as for the other samplers.
+
+    Args:
+        schedule: the levels' schedule (the evaluation schedule the teacher sampled on).
+        steps: network calls per restoration.
+        clip_residual: clamp of each call's residual estimate (None = off).
+    """
+
+    schedule: Schedule
+    steps: int = 1
+    clip_residual: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        level_timesteps(self.schedule.num_steps, self.steps)  # validates steps
+
+    @property
+    def name(self) -> str:
+        return f"distilled-{self.steps}"
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        eps_fn: EpsFn,
+        x_T: Tensor,
+        cond: Cond,
+        *,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """The residual r0 (in [-1, 1] image scale) from x_T (B, C, H, W)."""
+        levels = student_levels(self.schedule, self.steps).to(x_T.device, wide_dtype(x_T))
+        x = x_T
+        r0 = x
+        for k in range(self.steps):
+            gamma = levels[k].expand(x.shape[0])
+            r0 = residual_from_eps(x, gamma, eps_fn(x, gamma, cond).to(x.dtype))
+            if self.clip_residual is not None:
+                r0 = r0.clamp(-self.clip_residual, self.clip_residual)
+            if k + 1 < self.steps:
+                eps = eps_from_residual(x, gamma, r0)
+                g = levels[k + 1]
+                x = (g * r0.to(g.dtype) + _sigma(g) * eps.to(g.dtype)).to(x_T.dtype)
+            if callback is not None:
+                callback(k, x if k + 1 < self.steps else r0)
+        return r0
+
+    def initial_noise(
+        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
+        device = generator.device if generator is not None else like.device
+        return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+
+
+def student_residual(denoiser: nn.Module, x: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
+    """The student's end-point estimate r̂0 at (x, γ), with gradients (its raw output when it
+    predicts the residual itself, else the residual its ε or v implies)."""
+    out = _raw(denoiser)(x, gamma, cond)
+    kind = getattr(denoiser, "prediction_type", "epsilon")
+    if kind == "sample":
+        return out
+    return residual_from_eps(x, gamma, eps_from_prediction(x, gamma, out, kind))
+
+
+def _load_teacher(teacher: Any) -> Any:
+    if isinstance(teacher, str):
+        from ucdir.hub import UCDIR
+
+        return UCDIR.load(teacher)
+    return teacher
+
+
+class DistillObjective:
+    """Trains a student (the run's networks, initialised from the teacher) to reproduce the
+    teacher's deterministic sampler in 1 and in K steps, plus SinSR's ground-truth term.
+
+    Per batch: x_init* = u*(lq) and r0* = the teacher sampler's residual from x_T ~ N(0, I) (no
+    gradient); per sample, K drawn from `steps` and a call k < K, the state
+    x_k = γ_k·r0* + σ_k·ε* (see the module docstring). Terms, compared as restored images
+    (x_init + r0, so the student's predictor learns too):
+    - distill: L1(x_init + r̂0(x_k, γ_k), x_init* + r0*);
+    - inverse: L1(f(r0*, γ = 1), x_T), the student's map from an end point back to its noise;
+    - gt: L1(x_init + r̂0(x̂_T, γ_0), gt) with x̂_T = f(gt − x_init, γ = 1) without gradient;
+    - aux: L1(x_init, gt) (the teacher recipe's auxiliary term).
+
+    Args:
+        teacher: the teacher: a `pretrained=` name (exported folder, shipped model, hub id) or a
+            loaded `UCDIR`; frozen, never saved in the student's checkpoints.
+        teacher_sampler: the teacher's deterministic sampler (DPM-Solver++ or DDIM, eta 0).
+        schedule: the schedule of the student's levels (the teacher sampler's).
+        steps: the step counts the student is trained for (each sample draws one).
+        loss: "l1" or "l2" for every term.
+        distill_weight, inverse_weight, gt_weight, aux_l1_weight: the terms' weights (0 skips
+            a term and its network calls).
+    """
+
+    def __init__(
+        self,
+        teacher: Any,
+        teacher_sampler: Sampler,
+        schedule: Schedule,
+        steps: Sequence[int] = (1, 4),
+        loss: Literal["l1", "l2"] = "l1",
+        distill_weight: float = 1.0,
+        inverse_weight: float = 1.0,
+        gt_weight: float = 1.0,
+        aux_l1_weight: float = 0.0,
+    ) -> None:
+        if loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
+        weights = (distill_weight, inverse_weight, gt_weight, aux_l1_weight)
+        if min(weights) < 0 or distill_weight + gt_weight == 0:
+            raise ValueError(
+                "the weights must be >= 0 with distill_weight or gt_weight > 0, got "
+                f"distill {distill_weight}, inverse {inverse_weight}, gt {gt_weight}, "
+                f"aux {aux_l1_weight}"
+            )
+        if gt_weight > 0 and inverse_weight == 0:
+            raise ValueError("gt_weight > 0 needs the inverse map: inverse_weight > 0")
+        if getattr(teacher_sampler, "eta", 0.0) != 0.0 or "DDPM" in teacher_sampler.name:
+            raise ValueError(
+                f"the teacher sampler must be deterministic (DDIM with eta 0, DPM-Solver++, "
+                f"UniPC), got {teacher_sampler.name} (eta {getattr(teacher_sampler, 'eta', 0.0)})"
+            )
+        self.steps = sorted({int(k) for k in steps})
+        for k in self.steps:
+            level_timesteps(schedule.num_steps, k)
+        model = _load_teacher(teacher)
+        self.teacher_predictor: nn.Module = model.predictor.eval().requires_grad_(False)
+        self.teacher_denoiser: nn.Module = model.denoiser.eval().requires_grad_(False)
+        self.teacher_sampler, self.schedule, self.loss = teacher_sampler, schedule, loss
+        self.weights = dict(
+            distill=distill_weight, inverse=inverse_weight, gt=gt_weight, aux=aux_l1_weight
+        )
+        self._levels = {k: student_levels(schedule, k) for k in self.steps}
+
+    def _teacher_to(self, device: torch.device) -> None:
+        for net in (self.teacher_predictor, self.teacher_denoiser):
+            if next(net.parameters()).device != device:
+                net.to(device)
+
+    @torch.no_grad()
+    def teacher_end_point(
+        self, lq: Tensor, x_T: Tensor, scalars: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """(x_init*, r0*) of the teacher for lq in [-1, 1] and x_T, both in [-1, 1] scale."""
+        self._teacher_to(lq.device)
+        x_init = self.teacher_predictor(lq)
+        cond = make_cond(lq, x_init, scalars)
+        return x_init, self.teacher_sampler(self.teacher_denoiser, x_T, cond)
+
+    def draw_levels(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
+        """(B,) float64: for each sample, K from `steps` and then one of its K levels."""
+        pick = torch.randint(len(self.steps), (batch,), generator=generator)
+        out = torch.empty(batch, dtype=torch.float64)
+        for i in range(batch):
+            levels = self._levels[self.steps[int(pick[i])]]
+            k = int(torch.randint(len(levels), (1,), generator=generator))
+            out[i] = levels[k]
+        return out
+
+    def states(self, x_T: Tensor, r0: Tensor, gamma: Tensor) -> Tensor:
+        """x_k = γ·r0 + σ·ε*, the states an exact student visits from x_T (γ: (B,) float64)."""
+        first = float(self._levels[self.steps[0]][0])  # the noisiest level, x_T's
+        g0 = torch.full_like(gamma, first).view(-1, 1, 1, 1)
+        g = gamma.view(-1, 1, 1, 1)
+        wide = g.dtype
+        eps = (x_T.to(wide) - g0 * r0.to(wide)) / _sigma(g0)
+        return (g * r0.to(wide) + _sigma(g) * eps).to(x_T.dtype)
+
+    def __call__(
+        self,
+        predictor: nn.Module,
+        denoiser: nn.Module,
+        lq: Tensor,
+        gt: Tensor,
+        scalars: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Loss:
+        """lq, gt: [0, 1] images; returns the weighted sum and its parts."""
+        lq, gt = to_diffusion(lq), to_diffusion(gt)
+        b, device = gt.shape[0], gt.device
+        gen_device = generator.device if generator is not None else device
+        x_T = torch.randn(gt.shape, generator=generator, device=gen_device).to(device, gt.dtype)
+        x_init = predictor(lq)
+        cond = make_cond(lq, x_init, scalars)
+        w = self.weights
+        parts: dict[str, Tensor] = {}
+        if w["distill"] > 0 or w["inverse"] > 0:
+            t_init, t_r0 = self.teacher_end_point(lq, x_T, scalars)
+        if w["distill"] > 0:
+            on_cpu = generator is not None and generator.device.type == "cpu"
+            gamma = self.draw_levels(b, generator if on_cpu else None).to(device)
+            x_k = self.states(x_T, t_r0, gamma)
+            r0 = student_residual(denoiser, x_k, gamma.to(gt.dtype), cond)
+            parts["distill"] = _distance(x_init + r0, t_init + t_r0, self.loss)
+        ones = torch.ones(b, device=device, dtype=gt.dtype)
+        if w["inverse"] > 0:
+            parts["inverse"] = _distance(_raw(denoiser)(t_r0, ones, cond), x_T, self.loss)
+        if w["gt"] > 0:
+            with torch.no_grad():
+                noise = _raw(denoiser)(gt - x_init, ones, cond)
+            first = self._levels[self.steps[0]][0].to(device, gt.dtype).expand(b)
+            r0 = student_residual(denoiser, noise, first, cond)
+            parts["gt"] = _distance(x_init + r0, gt, self.loss)
+        if w["aux"] > 0:
+            parts["aux"] = torch.nn.functional.l1_loss(x_init, gt)
+        total = sum(w[name] * value for name, value in parts.items())
+        main = parts.get("distill", parts.get("gt"))
+        assert main is not None and isinstance(total, Tensor)
+        aux = parts.get("aux", main.new_zeros(()))
+        return Loss(total, main, aux, parts)
+
+
+__all__ = [
+    "DistillObjective",
+    "DistilledSampler",
+    "level_timesteps",
+    "student_levels",
+    "student_residual",
+]
