@@ -139,7 +139,9 @@ def substitute(command: str, f: dict[str, Path]) -> list[str]:
     if "data.root=../shared/data/train" in out and any(
         t.startswith(("pretrained=", "ckpt_path=")) for t in out
     ):
-        out += ["limit=1", "sampler.steps=2"]  # a model restoring the 16 photos: one, two steps
+        out += ["limit=1"]  # a model restoring the 16 photos: one photo, at most two steps
+        if not any(t.startswith("sampler.steps=") for t in out):
+            out.append("sampler.steps=2")
     task = next((t.split("=", 1)[1] for t in out if t.startswith("task=")), None)
     if task in ("gopro", "sid", "jpeg", "blind") and not any(
         t.startswith("data.root=") for t in out

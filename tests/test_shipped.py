@@ -10,12 +10,13 @@ import torch
 
 from ucdir.data.compression import jpeg_roundtrip
 from ucdir.data.images import read_image
+from ucdir.diffusion.distill import DistilledSampler
 from ucdir.diffusion.sampling import RegressionSampler
 from ucdir.hub import SHIPPED_DIR, UCDIR, shipped_models
 from ucdir.metrics import Metrics
 
 CHELSEA = SHIPPED_DIR.parent / "samples" / "val" / "chelsea.png"
-NAMES = ("jpeg-cpu", "jpeg-cpu-regression")
+NAMES = ("jpeg-cpu", "jpeg-cpu-regression", "jpeg-cpu-distilled")
 
 
 def _crop() -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +46,9 @@ def test_both_models_are_shipped_with_their_cards_and_fit_in_20_mb() -> None:
     config = json.loads((SHIPPED_DIR / "jpeg-cpu" / "config.json").read_text())
     assert config["denoiser"]["prediction_type"] == "sample"
     assert config["task"]["name"] == "jpeg"
+    student = json.loads((SHIPPED_DIR / "jpeg-cpu-distilled" / "config.json").read_text())
+    assert student["sampler"]["_target_"].endswith("DistilledSampler")
+    assert student["sampler"]["steps"] == 1
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -52,7 +56,7 @@ def test_the_shipped_model_restores_a_held_out_crop_better_than_its_jpeg(name: s
     lq, gt = _crop()
     model = UCDIR.load(name)
     sampler = model.default_sampler()
-    if not isinstance(sampler, RegressionSampler):
+    if not isinstance(sampler, RegressionSampler | DistilledSampler):  # their own: one call
         from tests.diffusion.helpers import load_sampler
 
         sampler = load_sampler("dpmpp", steps=10)

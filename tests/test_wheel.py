@@ -59,6 +59,8 @@ def test_the_wheel_runs_every_entry_point_from_an_unrelated_directory(tmp_path: 
         "ucdir/assets/niqe/niqe_pris_params.npz",
         "ucdir/assets/models/jpeg-cpu/model.safetensors",
         "ucdir/assets/models/jpeg-cpu-regression/config.json",
+        "ucdir/assets/models/jpeg-cpu-distilled/model.safetensors",
+        "ucdir/configs/experiment/jpeg_cpu_distill.yaml",
     ):
         assert needed in names, needed
     assert not any(n.startswith("ucdir/configs/local/") for n in names)

@@ -101,6 +101,9 @@ def export(
         "metrics": _metrics_table(_last_validation(Path(ckpt_path))),
         "license": "Apache-2.0 (the code); the weights also follow the training data's terms",
         "recipe": "",
+        "use_args": f" sampler=distilled sampler.steps={sampler.steps}"
+        if type(sampler).__name__ == "DistilledSampler"
+        else "",
     }
     fields.update(card or {})
     if overwrite:  # the mixin keeps an existing model card: replace it with this model's

@@ -43,7 +43,7 @@ that samples the residual gt − u(lq), guided by u(lq) through Adaptive Kernel 
 ## Use
 
 ```bash
-python -m ucdir.restore pretrained={{ name }} input=<photo or folder> output=<folder>
+python -m ucdir.restore pretrained={{ name }} input=<photo or folder> output=<folder>{{ use_args }}
 ```
 
 ```python

@@ -239,3 +239,58 @@ def test_the_distill_configs_compose_and_the_teacher_is_not_part_of_the_student(
     module = instantiate(cfg.model, objective=objective)
     names = set(module.state_dict())
     assert names and all(n.startswith(("predictor.", "denoiser.")) for n in names)
+
+
+@pytest.mark.slow
+def test_distillation_is_a_normal_training_run(checkpoint, tmp_path) -> None:
+    """`model/objective=distill pretrained=<teacher>`: the student starts as the teacher, logs
+    its terms, resumes from last.ckpt, exports without the teacher, and restores in one call."""
+    import csv
+
+    from ucdir.export import export
+    from ucdir.train import train
+
+    teacher_dir = export(checkpoint, tmp_path / "teacher")
+    run = tmp_path / "run"
+
+    def overrides(steps: int) -> list[str]:
+        return [
+            "debug=tiny",
+            f"paths.output_dir={run}",
+            "model/objective=distill",
+            f"pretrained={teacher_dir}",
+            "model.objective.teacher_sampler.steps=2",
+            "model.objective.steps=[1,2]",
+            "sampler=distilled",
+            "logger=csv",
+            "trainer.fast_dev_run=false",
+            "trainer.log_every_n_steps=1",
+            "trainer.limit_val_batches=1",
+            "trainer.val_check_interval=2",
+            "callbacks.model_checkpoint.every_n_train_steps=1",
+            f"trainer.max_steps={steps}",
+        ]
+
+    train(compose("train", overrides(2)))
+    last = run / "checkpoints" / "last.ckpt"
+    train(compose("train", [*overrides(3), f"ckpt_path={last}"]))
+    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    assert all(k.startswith(("predictor.", "denoiser.")) for k in state)
+    assert state and not any("teacher" in k for k in state)
+    rows = []
+    for path in sorted(run.glob("csv/version_*/metrics.csv")):
+        with path.open() as f:
+            rows += list(csv.DictReader(f))
+    steps = sorted(int(r["step"]) for r in rows if r.get("train/distill"))
+    assert steps == [0, 1, 2], steps  # 2 steps, then 1 more after the resume
+    assert all(r["train/inverse"] and r["train/gt"] for r in rows if r.get("train/distill"))
+    assert any(r.get("val/psnr") for r in rows)
+    student = UCDIR.load(export(last, tmp_path / "student"))
+    default = student.default_sampler()
+    assert isinstance(default, DistilledSampler) and default.steps == 2  # debug=tiny's steps
+    lq = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    calls = []
+    student.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    one = DistilledSampler(default.schedule, steps=1)
+    out = student.restore(lq, sampler=one, generator=torch.Generator().manual_seed(0))
+    assert out.restored.shape == lq.shape and len(calls) == 1

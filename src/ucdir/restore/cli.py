@@ -102,6 +102,12 @@ def choose_sampler(sampler_cfg: Any, run_cfg: dict) -> Any:
     if str(own).endswith("RegressionSampler") and not isinstance(sampler, RegressionSampler):
         log.info("a regression model: restored with one forward (sampler=regression)")
         return RegressionSampler()
+    if str(own).endswith("DistilledSampler") and type(sampler).__name__ != "DistilledSampler":
+        log.warning(
+            "a distilled student: it was trained for its own few-step sampler; restore it with "
+            "sampler=distilled sampler.steps=1 (or 2, 4) rather than %s",
+            getattr(sampler, "name", type(sampler).__name__),
+        )
     return sampler
 
 
