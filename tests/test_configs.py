@@ -45,6 +45,8 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     ]
     if group != "model":
         overrides.append("model=tiny")
+    if option == "objective/distill":  # distillation needs a teacher
+        overrides.append("pretrained=jpeg-cpu")
     if group == "trainer":  # GPU trainer options are instantiated on the CPU here
         overrides += ["trainer.accelerator=cpu", "trainer.devices=1"]
     cfg = compose("train", overrides)

@@ -161,6 +161,8 @@ class _FixedNoise:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="deterministic"):
         DistillObjective(teacher(), load_sampler("ddpm", steps=5), EVAL)
+    with pytest.raises(ValueError, match="needs a teacher: pretrained="):
+        DistillObjective(None, load_sampler("ddim", steps=5), EVAL)
     with pytest.raises(ValueError, match="deterministic"):
         DistillObjective(teacher(), load_sampler("ddim", steps=5, eta=1.0), EVAL)
     with pytest.raises(ValueError, match="inverse_weight"):

@@ -127,6 +127,11 @@ def student_residual(denoiser: nn.Module, x: Tensor, gamma: Tensor, cond: Cond) 
 
 
 def _load_teacher(teacher: Any) -> Any:
+    if teacher is None or teacher == "":
+        raise ValueError(
+            "the distill objective needs a teacher: pretrained=<exported folder | shipped model "
+            "| user/repo> (e.g. pretrained=jpeg-cpu), or model.objective.teacher=…"
+        )
     if isinstance(teacher, str):
         from ucdir.hub import UCDIR
 
