@@ -128,8 +128,13 @@ def test_resume_after_kill_9_at_a_random_step_is_exact(uninterrupted: Path, tmp_
         start_new_session=True,  # its loader workers die with it
     )
     target = run / "checkpoints" / f"step{kill_after:07d}.ckpt"
+    last = run / "checkpoints" / "last.ckpt"  # written after the step file: wait for both
     deadline = time.monotonic() + 240
-    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        not (target.exists() and last.exists())
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
