@@ -32,7 +32,7 @@ from ucdir.diffusion.parametrization import (
     residual_from_eps,
     wide_dtype,
 )
-from ucdir.diffusion.sampling import Sampler, StepCallback
+from ucdir.diffusion.sampling import Sampler, StepCallback, standard_normal
 from ucdir.diffusion.schedules import Schedule, gammas
 from ucdir.types import Cond, EpsFn
 
@@ -112,8 +112,7 @@ class DistilledSampler:
         self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
     ) -> Tensor:
         """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
-        device = generator.device if generator is not None else like.device
-        return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+        return standard_normal(shape, like, generator)
 
 
 def student_residual(denoiser: nn.Module, x: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
@@ -249,8 +248,7 @@ class DistillObjective:
         """lq, gt: [0, 1] images; returns the weighted sum and its parts."""
         lq, gt = to_diffusion(lq), to_diffusion(gt)
         b, device = gt.shape[0], gt.device
-        gen_device = generator.device if generator is not None else device
-        x_T = torch.randn(gt.shape, generator=generator, device=gen_device).to(device, gt.dtype)
+        x_T = standard_normal(tuple(gt.shape), gt, generator)
         x_init = predictor(lq)
         cond = make_cond(lq, x_init, scalars)
         w = self.weights

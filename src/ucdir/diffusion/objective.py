@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ucdir.diffusion.parametrization import prediction_target
+from ucdir.diffusion.sampling import standard_normal
 from ucdir.diffusion.schedules import Schedule, gammas
 from ucdir.types import Cond
 
@@ -119,8 +120,7 @@ class ResidualObjective:
         b = gt.shape[0]
         gamma = self.sample_gamma(b, gt.device, generator)
         g = gamma.view(b, 1, 1, 1)
-        gen_device = generator.device if generator is not None else gt.device
-        eps = torch.randn(r0.shape, generator=generator, device=gen_device).to(gt.device, gt.dtype)
+        eps = standard_normal(tuple(r0.shape), gt, generator)
         x_t = g * r0 + (1 - g**2).sqrt() * eps
         kind = getattr(denoiser, "prediction_type", "epsilon")
         out = _raw(denoiser)(x_t, gamma, make_cond(lq, x_init, scalars))

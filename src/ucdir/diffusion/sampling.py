@@ -20,6 +20,15 @@ StepCallback = Callable[[int, Tensor], None]
 """callback(step index, x after the step) for progress bars and intermediate states."""
 
 
+def standard_normal(
+    shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """N(0, I) of `shape` drawn from `generator` on its own device (`like`'s when None), then
+    moved to `like`'s device and dtype: the same numbers for a CPU generator on any device."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+
+
 def clamp_residual(eps_fn: EpsFn, limit: float) -> EpsFn:
     """Clamps each step's residual estimate r̂0 = (x_t − sqrt(1 − γ²)·ε̂)/γ to [−limit, limit] and
     returns the ε consistent with it (the official `clip_denoised`, for every scheduler).
@@ -117,8 +126,7 @@ class Sampler:
         self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
     ) -> Tensor:
         """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
-        device = generator.device if generator is not None else like.device
-        return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+        return standard_normal(shape, like, generator)
 
 
 @dataclass(frozen=True)
