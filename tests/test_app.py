@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -29,6 +30,7 @@ from tests.conftest import REPO, compose
 from ucdir.app.engine import (
     Choices,
     InputError,
+    ModelAllowList,
     cached_model,
     check_upload,
     restore_upload,
@@ -94,6 +96,11 @@ def photo(path: Path, size: tuple[int, int] = (80, 56), quality: int = 10) -> Pa
     return path
 
 
+def offering(model: Path) -> ModelAllowList:
+    """The models `python -m ucdir.app pretrained=<model>` offers: it and the shipped ones."""
+    return ModelAllowList.of(str(model))
+
+
 def truncated(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(PHOTO.read_bytes()[:2000])
@@ -119,6 +126,7 @@ def test_restore_upload_gives_images_sidecar_and_command(tiny: Path, tmp_path: P
         src,
         choices,
         tmp_path / "out",
+        models=offering(tiny),
         max_pixels=10**6,
         report=lambda f, d: seen.append((f, d)),
     )
@@ -149,7 +157,7 @@ def test_the_command_shown_writes_the_same_result(
     name = "my photo (1).png"  # a name Hydra and the shell must both get quoted
     src = photo(tmp_path / "upload" / name)
     choices = Choices(str(tiny), "ddim", steps=3, guidance=1.5, patch="none", seed=7)
-    result = restore_upload(src, choices, tmp_path / "app", max_pixels=10**6)
+    result = restore_upload(src, choices, tmp_path / "app", models=offering(tiny), max_pixels=10**6)
     argv = shlex.split(result.command)
     assert argv[:3] == ["python", "-m", "ucdir.restore"]
     monkeypatch.chdir(src.parent)  # the command names the file as the user uploaded it
@@ -166,11 +174,14 @@ def test_the_command_shown_writes_the_same_result(
 def test_bad_uploads_and_models_are_messages(tiny: Path, tmp_path: Path) -> None:
     good = photo(tmp_path / "good.png")
     choices = Choices(str(tiny), steps=1)
+    ours = offering(tiny)
     with pytest.raises(InputError, match="cannot read image"):
-        restore_upload(truncated(tmp_path / "cut.png"), choices, tmp_path, max_pixels=10**6)
+        restore_upload(
+            truncated(tmp_path / "cut.png"), choices, tmp_path, models=ours, max_pixels=10**6
+        )
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(InputError, match=r"input: cannot read image notes\.png: "):
-        restore_upload(tmp_path / "notes.png", choices, tmp_path, max_pixels=10**6)
+        restore_upload(tmp_path / "notes.png", choices, tmp_path, models=ours, max_pixels=10**6)
     # a decompression bomb is refused from its header: the pixels are never decoded
     Image.new("L", (6000, 5000)).save(tmp_path / "bomb.png")
     (tmp_path / "bomb_head.png").write_bytes((tmp_path / "bomb.png").read_bytes()[:64])
@@ -179,16 +190,18 @@ def test_bad_uploads_and_models_are_messages(tiny: Path, tmp_path: Path) -> None
     ):
         check_upload(tmp_path / "bomb_head.png", max_pixels=16 * 2**20)
     with pytest.raises(InputError, match=r"good\.png claims .*max_pixels=1,000\b"):
-        restore_upload(good, choices, tmp_path, max_pixels=1000)
+        restore_upload(good, choices, tmp_path, models=ours, max_pixels=1000)
     raw = tiny_model(tmp_path / "raw", in_channels=4)
+    anything = ModelAllowList.of(str(tiny), allow_any=True)
     with pytest.raises(InputError, match="packed raw Bayer"):
-        restore_upload(good, Choices(str(raw)), tmp_path, max_pixels=10**6)
+        restore_upload(good, Choices(str(raw)), tmp_path, models=anything, max_pixels=10**6)
     with pytest.raises(InputError, match="no such folder"):
-        restore_upload(good, Choices(str(tmp_path / "nope")), tmp_path, max_pixels=10**6)
+        nope = Choices(str(tmp_path / "nope"))
+        restore_upload(good, nope, tmp_path, models=anything, max_pixels=10**6)
     with pytest.raises(InputError, match="sampler must be one of"):
         Choices(str(tiny), sampler="euler")
     with pytest.raises(InputError, match=r"steps must be in 1\.\.50"):
-        restore_upload(good, Choices(str(tiny), steps=80), tmp_path, max_pixels=10**6)
+        restore_upload(good, Choices(str(tiny), steps=80), tmp_path, models=ours, max_pixels=10**6)
 
 
 def test_models_are_loaded_once_and_a_cancel_stops_the_restoration(
@@ -207,6 +220,7 @@ def test_models_are_loaded_once_and_a_cancel_stops_the_restoration(
             photo(tmp_path / "in.png"),
             Choices(str(tiny), steps=5),
             tmp_path / "out",
+            models=offering(tiny),
             max_pixels=10**6,
             report=report,
             cancel=cancel,
@@ -225,6 +239,158 @@ def test_the_page_builds_from_the_app_config(tiny: Path, tmp_path: Path) -> None
     app = build_app(chosen)
     ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
     assert {"restore", "cancel", "status", "command", "downloads"} <= ids
+
+
+# ---------------------------------------------------------------- what a visitor may load
+
+NOT_OFFERED = r"is not offered by this server; choose one of: "
+
+
+def hostile_upload(uploads: Path) -> Path:
+    """A folder as gradio's upload endpoint makes one, holding a visitor's config.json."""
+    folder = uploads / "0123abcd"
+    folder.mkdir(parents=True)
+    bad = {"predictor": {"_target_": "os.system", "_args_": ["touch pwned"]}}
+    (folder / "config.json").write_text(json.dumps(bad))
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+def nothing_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes the engine fail loudly if it touches an upload or loads a model."""
+
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"read {args}")
+
+    monkeypatch.setattr("ucdir.app.engine.load_model", read)
+    monkeypatch.setattr("ucdir.app.engine.check_upload", read)
+
+
+def test_visitors_choose_only_the_operators_models(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    models_dir = tmp_path / "models"
+    shutil.copytree(tiny, models_dir / "mine")
+    (models_dir / "half").mkdir()  # no weights: not an exported model
+    shutil.copy(tiny / "config.json", models_dir / "half")
+    allowed = ModelAllowList.of("jpeg-cpu", models_dir, results=tmp_path / "results")
+    shipped = [n for n in shipped_models() if n != "jpeg-cpu"]
+    assert allowed.names == ["jpeg-cpu", *shipped, "mine"] and not allowed.allow_any
+    assert allowed.source("jpeg-cpu") == "jpeg-cpu"
+    assert allowed.source("mine") == str(models_dir / "mine")
+    upload = hostile_upload(tmp_path / "gradio")
+    typed = [str(tiny), "user/repo", "../x", str(upload), str(models_dir / "half"), "mine/", ""]
+    for name in typed:
+        with pytest.raises(InputError, match=NOT_OFFERED + "jpeg-cpu, "):
+            allowed.source(name)
+    # the server checks what it receives (a visitor can call the API without the page)
+    src = photo(tmp_path / "in.png")
+    result = restore_upload(
+        src,
+        Choices("mine", steps=1, patch="none"),
+        tmp_path / "ok",
+        models=allowed,
+        max_pixels=10**6,
+    )
+    assert f"pretrained={models_dir / 'mine'} " in result.command  # the CLI finds it by path
+    nothing_is_read(monkeypatch)
+    for name in (str(upload), "user/repo"):
+        with pytest.raises(InputError, match=NOT_OFFERED):
+            restore_upload(src, Choices(name), tmp_path / "no", models=allowed, max_pixels=10**6)
+    assert not (tmp_path / "no").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_any_model_is_an_opt_in_and_never_an_upload(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    results = tmp_path / "results"
+    anything = ModelAllowList.of("jpeg-cpu", allow_any=True, results=results)
+    elsewhere = shutil.copytree(tiny, tmp_path / "elsewhere")
+    for name in (str(elsewhere), "user/repo", "jpeg-cpu"):
+        assert anything.source(name) == name
+    upload = hostile_upload(tmp_path / "gradio")
+    (tmp_path / "link").symlink_to(upload)
+    default_uploads = Path(tempfile.gettempdir()) / "gradio" / "0123abcd"
+    refused = [
+        str(upload),
+        str(upload / "config.json"),
+        f"{elsewhere}/../gradio/{upload.name}",
+        str(tmp_path / "link"),
+        str(results / "0000" / "00"),
+        str(default_uploads),
+    ]
+    for name in refused:
+        with pytest.raises(InputError, match="uploads and results are never models"):
+            anything.source(name)
+    nothing_is_read(monkeypatch)
+    with pytest.raises(InputError, match="uploads and results are never models"):
+        restore_upload(
+            photo(tmp_path / "in.png"),
+            Choices(str(upload)),
+            tmp_path,
+            models=anything,
+            max_pixels=9,
+        )
+    with pytest.raises(ValueError, match=r"lies inside .*uploads and results are never models"):
+        ModelAllowList.of("jpeg-cpu", tmp_path / "gradio")
+
+
+def test_a_network_address_needs_a_sign_in_or_the_insecure_opt_in(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gr = pytest.importorskip("gradio")
+    from ucdir.app.__main__ import AUTH_ENV, ServerConfigError, serve, sign_in
+
+    caplog.set_level("INFO")
+    server = compose("app", ["paths.output_dir=/tmp/x"]).server
+    assert server.insecure is False
+    for name in ("127.0.0.1", "localhost", "::1"):
+        server.name = name
+        assert sign_in(server, {}) is None
+    for name in ("0.0.0.0", "192.168.1.5", "::", "myhost.lan"):
+        server.name = name
+        with pytest.raises(ServerConfigError, match=r"UCDIR_APP_AUTH=.*server\.insecure=true"):
+            sign_in(server, {})
+    password = "s3cr:et pw"
+    assert sign_in(server, {AUTH_ENV: f"ana:{password}"}) == ("ana", password)
+    for bad in ("ana", "ana:", f":{password}"):
+        with pytest.raises(ServerConfigError, match="must be user:password") as err:
+            sign_in(server, {AUTH_ENV: bad})
+        assert password not in str(err.value)
+    server.insecure = True
+    assert sign_in(server, {}) is None and "WITHOUT sign-in" in caplog.text
+
+    launched: dict = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda app, **kw: launched.update(kw, app=app))
+    monkeypatch.setenv(AUTH_ENV, f"ana:{password}")
+    models_dir = tmp_path / "models"
+    shutil.copytree(tiny, models_dir / "mine")
+    overrides = ["server.name=0.0.0.0", f"models_dir={models_dir}", f"paths.output_dir={tmp_path}"]
+    serve(compose("app", overrides))
+    assert launched["auth"] == ("ana", password) and launched["server_name"] == "0.0.0.0"
+    (box,) = [b for b in launched["app"].blocks.values() if getattr(b, "elem_id", "") == "model"]
+    shipped = [n for n in shipped_models() if n != "jpeg-cpu"]
+    assert [value for _, value in box.choices] == ["jpeg-cpu", *shipped, "mine"]
+    assert password not in caplog.text
+
+
+def test_the_app_refuses_to_start_on_the_network_without_a_sign_in(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "UCDIR_APP_AUTH"}
+    args = ["server.name=0.0.0.0", f"server.port={free_port()}", f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ucdir.app", *args],
+        env={**env, "UCDIR_LOG_DIR": str(tmp_path / "logs")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "Error: server.name=0.0.0.0 serves other machines: set UCDIR_APP_AUTH=user:password in "
+        "the environment for a sign-in, or server.insecure=true to serve without one"
+    ]
 
 
 # ---------------------------------------------------------------- the page in a real browser
@@ -327,7 +493,7 @@ def served(tiny: Path, tmp_path: Path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_in_a_real_browser(served, tmp_path: Path) -> None:
+def test_in_a_real_browser(served, tiny: Path, tmp_path: Path) -> None:
     executable = chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     url, process, log = served
@@ -381,6 +547,19 @@ def test_in_a_real_browser(served, tmp_path: Path) -> None:
             page.locator("#restore").click()
             page.locator("#status").get_by_text("Nothing restored").wait_for(timeout=120_000)
             assert "cannot read image broken.png" in page.locator("#status").inner_text()
+
+            # a visitor types the folder of a working model into the model box: refused unread
+            elsewhere = shutil.copytree(tiny, tmp_path / "elsewhere")
+            page.reload()
+            page.locator("#restore").wait_for()
+            page.locator("input[type=file]").first.set_input_files(str(upload))
+            page.get_by_text(upload.stem).first.wait_for(timeout=60_000)
+            page.get_by_label("model", exact=True).fill(str(elsewhere))
+            page.get_by_label("model", exact=True).press("Enter")
+            page.locator("#restore").click()
+            page.locator("#status").get_by_text("Nothing restored").wait_for(timeout=60_000)
+            refusal = page.locator("#status").inner_text()
+            assert f"model '{elsewhere}' is not offered by this server" in refusal, refusal
         finally:
             browser.close()
     assert process.poll() is None, log.read_text()[-3000:]

@@ -1,8 +1,8 @@
 """Checkpoints: safe reading (nothing in a file is run), atomic writing, plain state dicts.
 
 A checkpoint is read with `torch.load(..., weights_only=True)`: tensors, numbers, strings and
-containers only, so a crafted pickle cannot run code; configs stored inside are instantiated only
-for targets under an allow-list (`check_targets`). `AtomicCheckpointIO` (Lightning's
+containers only, so a crafted pickle cannot run code; configs stored inside become objects only
+through the allow-list of `ucdir.from_file`. `AtomicCheckpointIO` (Lightning's
 `CheckpointIO` plugin) writes each checkpoint to a temporary file in its own folder, flushes it
 to disk and renames it over the old one, so a kill never leaves a truncated `last.ckpt`.
 """
@@ -14,7 +14,7 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,21 +94,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"ckpt_path: cannot read checkpoint {str(p)!r}: {e}") from e
 
 
-def check_targets(node: Any, allowed: Sequence[str], where: str = "checkpoint config") -> None:
-    """Raises if any `_target_` in a config stored in a file lies outside the `allowed` prefixes
-    (instantiating it would import and call arbitrary code)."""
-    if isinstance(node, Mapping):
-        target = node.get("_target_")
-        if target is not None and not any(str(target).startswith(a) for a in allowed):
-            raise UnsafeCheckpointError(
-                f"{where}: refused to build {target!r}: only targets under "
-                f"{', '.join(allowed)} are built from a file"
+def check_finite(module: nn.Module, path: str | Path, prefix: str = "") -> None:
+    """Raises if any weight of `module` (loaded from `path`) is NaN or infinite, naming it."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{path}: weight {prefix}{name!s} has {bad} non-finite value(s) (NaN or inf): "
+                "the checkpoint is corrupt; nothing was restored"
             )
-        for value in node.values():
-            check_targets(value, allowed, where)
-    elif isinstance(node, list | tuple):
-        for value in node:
-            check_targets(value, allowed, where)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

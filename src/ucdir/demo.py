@@ -31,7 +31,7 @@ from torch import Tensor
 from ucdir.config_files import CONFIG_DIR
 from ucdir.hub import UCDIR
 from ucdir.metrics import Metrics
-from ucdir.overrides import run_command
+from ucdir.overrides import reports_user_errors, run_command
 from ucdir.restore import Restoration, restore
 from ucdir.restore.cli import load_networks, write_png
 from ucdir.train import train
@@ -143,6 +143,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="demo")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     result = demo(cfg, Path(HydraConfig.get().runtime.output_dir))
     h, w = result["size"]

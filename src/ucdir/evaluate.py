@@ -61,7 +61,7 @@ from ucdir.metrics import (
     results_row,
     write_results,
 )
-from ucdir.overrides import run_command
+from ucdir.overrides import reports_user_errors, run_command
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +363,7 @@ def run(cfg: DictConfig, out_dir: Path) -> FolderScores:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     scores = run(cfg, out_dir)

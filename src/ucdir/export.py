@@ -18,10 +18,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from ucdir.checkpoints import load_state, read_checkpoint, run_config
+from ucdir.checkpoints import check_finite, load_state, read_checkpoint, run_config
 from ucdir.config_files import CONFIG_DIR
+from ucdir.from_file import check
 from ucdir.hub import UCDIR
-from ucdir.overrides import run_command
+from ucdir.overrides import reports_user_errors, run_command
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ def export(
     ckpt = read_checkpoint(ckpt_path)
     cfg = run_config(ckpt)
     task = dict(cfg.get("task") or {})
+    stored: dict = cfg["model"] if isinstance(cfg.get("model"), dict) else {}
+    for role in ("predictor", "denoiser", "sampler"):  # named as the checkpoint's keys
+        if role != "sampler" or stored.get(role) is not None:
+            check(stored.get(role), role, f"ckpt_path: model.{role}")  # type: ignore[arg-type]
     model = UCDIR(
         predictor=cfg["model"]["predictor"],
         denoiser=cfg["model"]["denoiser"],
@@ -85,7 +90,15 @@ def export(
     )
     load_state(model.predictor, ckpt, prefix="predictor.")
     load_state(model.denoiser, ckpt, prefix="denoiser.")
+    check_finite(model, ckpt_path)
     model.to(DTYPES[dtype])
+    try:
+        check_finite(model, ckpt_path)
+    except ValueError as err:
+        raise ValueError(
+            f"dtype={dtype}: a weight overflows this precision ({err}); export "
+            "with dtype=bf16 or dtype=fp32"
+        ) from None
     sampler = model.default_sampler()
     fields: dict[str, Any] = {
         "name": name or out.resolve().name,
@@ -113,6 +126,7 @@ def export(
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     given = {k: v for k, v in (cfg.get("card") or {}).items() if v is not None}
     card = {k: str(v) for k, v in given.items() if k != "recipe_file"}

@@ -5,20 +5,24 @@ card `README.md`, saved, loaded and pushed by huggingface_hub's `PyTorchModelHub
     model = UCDIR.load("user/ucdir-jpeg")              # a hub id (downloaded once, then cached)
     out = model.restore(lq)                            # the model's own default sampler
 
-Loading reads only safetensors (no pickle) and builds only `ucdir.models` classes from the config.
+Loading reads `config.json` (bounded, as data) and `model.safetensors` (no pickle): the networks
+and the sampler are built only from the allow-list of `ucdir.from_file`, with their sizes bounded
+before allocation, and weights with non-finite values are refused.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
-from hydra.utils import instantiate
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
-from ucdir.checkpoints import check_targets
+from ucdir.from_file import UnsafeConfigError, build, build_networks, check, check_plain
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "assets" / "models"
 """Models shipped inside the package, one exported folder per name (`pretrained=<name>`)."""
@@ -96,20 +100,28 @@ class UCDIR(
         task: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        for name, node in (("predictor", predictor), ("denoiser", denoiser)):
-            check_targets(node, ("ucdir.models.",), f"config.json: {name}")
-        if sampler is not None:
-            check_targets(sampler, ("ucdir.", "diffusers."), "config.json: sampler")
-        self.predictor = instantiate(predictor)
-        self.denoiser = instantiate(denoiser)
-        self.predictor_config, self.denoiser_config = dict(predictor), dict(denoiser)
-        self.sampler_config = sampler
-        self.task = dict(task or {})
+        nets = build_networks(predictor, denoiser, f"{CONFIG_FILE}: ")
+        self.predictor, self.denoiser = nets.predictor, nets.denoiser
+        self.predictor_config, self.denoiser_config = nets.predictor_config, nets.denoiser_config
+        where = f"{CONFIG_FILE}: sampler"
+        self.sampler_config = (
+            None if sampler is None else check(sampler, "sampler", where).as_config()
+        )
+        self.task = check_plain(dict(task or {}), f"{CONFIG_FILE}: task")
         self.weights_file: str | None = None  # set by `load`
+        # what save_pretrained writes: the normalised configs, never the raw arguments
+        self._hub_mixin_config = {
+            "predictor": self.predictor_config,
+            "denoiser": self.denoiser_config,
+            "sampler": self.sampler_config,
+            "task": self.task,
+        }
 
     def default_sampler(self) -> Any:
         """The sampler the model was exported with (None when it has none)."""
-        return None if self.sampler_config is None else instantiate(self.sampler_config)
+        if self.sampler_config is None:
+            return None
+        return build(self.sampler_config, "sampler", f"{CONFIG_FILE}: sampler")
 
     @torch.no_grad()
     def restore(self, lq: Tensor, sampler: Any = None, **kwargs: Any) -> Any:
@@ -122,33 +134,120 @@ class UCDIR(
         return restore(lq, self.predictor, self.denoiser, chosen, **kwargs)
 
     @classmethod
-    def load(cls, name_or_path: str | Path, **kwargs: Any) -> UCDIR:
-        """An exported folder, a model shipped in the package (by name), or a hub id.
+    def load(cls, name_or_path: str | Path, **hub_kwargs: Any) -> UCDIR:
+        """An exported folder, a model shipped in the package (by name), or a hub id
+        (`hub_kwargs`, e.g. `revision=`, go to `hf_hub_download`).
 
         Raises:
             PretrainedNotFoundError: naming what was looked for, when none of them exists (a hub
                 id offline or not found included).
+            UnsafeConfigError: `config.json` names anything outside the allow-list, a value out
+                of bounds or a model above the size limits; nothing of it was run or allocated.
+            ValueError: `config.json` is too large or not JSON, or `model.safetensors` is corrupt,
+                does not fit the networks or holds non-finite values (the tensor named).
         """
         target = resolve_pretrained(name_or_path)
-        try:
-            model = cls.from_pretrained(target, strict=True, **kwargs)
-        except (OSError, ValueError) as err:
-            if Path(target).is_dir():
-                raise
-            raise PretrainedNotFoundError(
-                f"pretrained={name_or_path!s}: no such folder, no shipped model of that name "
-                f"(shipped: {', '.join(shipped_models()) or 'none'}), and the hub repo could not "
-                f"be fetched ({type(err).__name__}: {str(err)[:300]}); offline, download it "
-                "beforehand or pass an exported folder"
-            ) from err
         if Path(target).is_dir():
-            model.weights_file = str(Path(target) / "model.safetensors")
+            config_file, weights = Path(target) / CONFIG_FILE, Path(target) / WEIGHTS_FILE
         else:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(target, "model.safetensors")
-            model.weights_file = cached if isinstance(cached, str) else None
+            config_file, weights = (
+                _download(str(name_or_path), target, name, hub_kwargs)
+                for name in (CONFIG_FILE, WEIGHTS_FILE)
+            )
+        model = cls(**read_config(config_file))
+        load_weights(model, weights)
+        model.weights_file = str(weights)
         return model.eval()
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, **kwargs: Any) -> UCDIR:  # type: ignore[override]
+        """The mixin's `from_pretrained` loads through `load` (safetensors only, checked)."""
+        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if kwargs.get(k)}
+        return cls.load(model_id, **hub)
+
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+MAX_CONFIG_BYTES = 1 << 20
+"""A model's `config.json` is a few kB; a larger one is refused before it is read."""
+
+
+def _download(given: str, repo: str, filename: str, hub_kwargs: Mapping[str, Any]) -> Path:
+    try:
+        return Path(hf_hub_download(repo, filename, **hub_kwargs))
+    except (OSError, ValueError) as err:  # offline, not found, no such file in the repo
+        raise PretrainedNotFoundError(
+            f"pretrained={given}: no such folder, no shipped model of that name "
+            f"(shipped: {', '.join(shipped_models()) or 'none'}), and {filename} of the hub repo "
+            f"could not be fetched ({type(err).__name__}: {str(err)[:300]}); offline, download "
+            "it beforehand or pass an exported folder"
+        ) from err
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A model's `config.json` as plain data, bounded in size and depth, with only the keys a
+    model has (`predictor`, `denoiser`, `sampler`, `task`); it is checked further when built.
+
+    Raises:
+        ValueError: too large, not JSON, or not a mapping of those keys.
+    """
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise UnsafeConfigError(
+            f"{path}: {size:,} bytes, more than a model's config.json may have "
+            f"({MAX_CONFIG_BYTES:,}); not read"
+        )
+    try:
+        config = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: not a valid JSON model config ({str(err)[:200]})") from None
+    keys = {"predictor", "denoiser", "sampler", "task"}
+    if not isinstance(config, dict) or not {"predictor", "denoiser"} <= set(config) <= keys:
+        found = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise UnsafeConfigError(
+            f"{path}: a model config has the keys predictor, denoiser and optionally sampler, "
+            f"task; found {found}"
+        )
+    return config
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Fills `model` from a safetensors file: every tensor of the model present with its shape,
+    nothing else, and every value finite; the model is untouched when the file is refused.
+
+    Raises:
+        ValueError: naming the file and the first missing, unexpected, mis-shaped or
+            non-finite tensor (or why the file cannot be read).
+    """
+    state = model.state_dict()
+    loaded: dict[str, Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.keys())
+            for missing in sorted(set(state) - keys)[:1]:
+                raise ValueError(f"{path}: tensor {missing!r} of the model is missing")
+            for extra in sorted(keys - set(state))[:1]:
+                raise ValueError(f"{path}: tensor {extra!r} is not part of the model")
+            for key in sorted(keys):
+                shape = tuple(f.get_slice(key).get_shape())
+                if shape != tuple(state[key].shape):
+                    raise ValueError(
+                        f"{path}: tensor {key!r} has shape {list(shape)}, the model's is "
+                        f"{list(state[key].shape)}"
+                    )
+                tensor = f.get_tensor(key)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    bad = int((~torch.isfinite(tensor)).sum())
+                    raise ValueError(
+                        f"{path}: tensor {key!r} has {bad} non-finite value(s) (NaN or inf): "
+                        "the file is corrupt; nothing was loaded"
+                    )
+                loaded[key] = tensor
+    except SafetensorError as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    with torch.no_grad():
+        for key, tensor in loaded.items():
+            state[key].copy_(tensor)
 
 
 def shipped_models() -> list[str]:

@@ -4,17 +4,37 @@ Hydra's override grammar rejects an unquoted value with a space that the shell s
 (``input=my photos/a.png`` → ``photos/a.png`` has no ``=``) or with characters of the grammar
 (``( ) [ ] { } , =``), with a lexer message that does not say what to do. `run_command` reports
 that message with the fix: quote the value for Hydra and the whole override for the shell.
+
+`reports_user_errors`, applied to every command's task function under ``@hydra.main``, prints an
+error the user made (a bad option, a missing file: `USER_ERRORS`) as one ``Error: <message>`` on
+stderr with exit status 1, without Hydra's traceback (set ``HYDRA_FULL_ERROR=1`` to get it);
+any other exception, a programming error, keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
+from hydra.errors import InstantiationException, OverrideParseException
+
+T = TypeVar("T")
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # bad options and files, and our subclasses (ImageTooLargeError, ...)
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+"""Exceptions that are the user's to fix, printed as one line by `reports_user_errors` (also
+`ucdir.metrics`' missing or corrupt weights files)."""
 
 QUOTING_HINT = (
     "A value with spaces or any of ( ) [ ] { } , = must be quoted for Hydra, and the whole "
@@ -62,3 +82,33 @@ def run_command(main: Callable[[], Any]) -> None:
     except OverrideSyntaxError as err:
         raise SystemExit(f"Error: {err}") from None
     main()
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The user error `err` is (or, for Hydra's `InstantiationException`, was caused by), else
+    None."""
+    # imported here: the metrics package is heavy and only some commands use it
+    from ucdir.metrics.weights import CorruptWeightsError, MetricUnavailableError
+
+    errors = (*USER_ERRORS, MetricUnavailableError, CorruptWeightsError)
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, errors):
+        return err.__cause__
+    return err if isinstance(err, errors) else None
+
+
+def reports_user_errors(task: Callable[[Any], T]) -> Callable[[Any], T]:
+    """Wraps a command's task function (below ``@hydra.main``, whose own report would print a
+    traceback): a `USER_ERRORS` exception ends the process with ``Error: <message>`` on stderr
+    and status 1; with ``HYDRA_FULL_ERROR=1``, and for any other exception, it propagates."""
+
+    @functools.wraps(task)
+    def reported(cfg: Any) -> T:
+        try:
+            return task(cfg)
+        except Exception as err:
+            user = user_error(err)
+            if user is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            raise SystemExit(f"Error: {user}") from None
+
+    return reported

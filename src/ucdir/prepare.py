@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ucdir.config_files import CONFIG_DIR
 from ucdir.data.sid import SIDDataModule
 from ucdir.data.sid_cache import build_cache
-from ucdir.overrides import run_command
+from ucdir.overrides import reports_user_errors, run_command
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def prepare(cfg: DictConfig) -> int:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
 

@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ucdir.config_files import CONFIG_DIR
 from ucdir.models import ConditionalUNet, InitialPredictor
+from ucdir.overrides import reports_user_errors
 from ucdir.types import Cond
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def stats(cfg: DictConfig) -> dict[str, object]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="stats")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     sys.stdout.write(json.dumps(stats(cfg)) + "\n")
 

@@ -78,7 +78,8 @@ def test_score_folders_returns_rows_per_image_and_protocol(tmp_path: Path) -> No
     _png(tmp_path / "method" / "x.png", np.asarray(Image.open(gt)))
     scores = score_folders(tmp_path / "method", tmp_path / "gt", Metrics(["psnr", "ssim"]))
     (row,) = scores.rows
-    assert row["method"] == "method" and row["psnr"] == float("inf")
+    assert row["method"] == "method" and row["psnr"] == 100.0
+    assert row["identical"] == 1
     assert row["ssim"] == pytest.approx(1.0)
     assert scores.per_image[0]["name"] == "x"
     assert scores.protocol["pairs"] == 1 and "psnr" in scores.protocol["metrics"]

@@ -3,15 +3,20 @@ as `python -m ucdir.restore` would, and say which command reproduces it.
 
 Every restoration is a composed `restore` config (configs/restore.yaml) with the page's choices as
 overrides, run through the restore CLI's own pieces (model loading, sampler choice, PNG and JSON
-writers), so the command shown next to a result writes the same PNG.
+writers), so the command shown next to a result writes the same PNG. The model is one the
+operator offers (`ModelAllowList`), checked on every request before anything is read.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import shlex
+import tempfile
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -35,10 +40,13 @@ from ucdir.checkpoints import file_hash
 from ucdir.config_files import CONFIG_DIR, config_dir
 from ucdir.data.images import image_size, read_image
 from ucdir.device import resolve_device
+from ucdir.hub import shipped_models
 from ucdir.restore.cli import _scalars, choose_sampler, load_model
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import input_kind, list_inputs
 from ucdir.restore.outputs import Provenance, save_restoration
+
+log = logging.getLogger(__name__)
 
 PatchChoice = Literal["tiles", "auto", "none"]
 PATCHES: tuple[str, ...] = ("tiles", "auto", "none")
@@ -46,6 +54,111 @@ PATCHES: tuple[str, ...] = ("tiles", "auto", "none")
 
 class InputError(ValueError):
     """An upload or a choice the app cannot restore; the message is shown in the page."""
+
+
+def upload_folders() -> tuple[Path, ...]:
+    """Where gradio keeps uploads: `GRADIO_TEMP_DIR` when set, and its default `<tmp>/gradio`."""
+    default = Path(tempfile.gettempdir()) / "gradio"
+    chosen = os.environ.get("GRADIO_TEMP_DIR")
+    return (Path(chosen), default) if chosen else (default,)
+
+
+def _inside(path: Path, folders: Iterable[Path]) -> Path | None:
+    """The first of `folders` that holds `path` (both with symbolic links resolved), if any."""
+    target = path.expanduser().resolve()
+    for folder in folders:
+        root = folder.expanduser().resolve()
+        if target == root or root in target.parents:
+            return folder
+    return None
+
+
+def exported_models(models_dir: Path) -> dict[str, str]:
+    """The exported models directly under `models_dir` (folders holding `config.json` and
+    `model.safetensors`): folder name -> absolute path."""
+    return {
+        p.name: str(p)
+        for p in sorted(models_dir.absolute().iterdir())
+        if (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+    }
+
+
+@dataclass(frozen=True)
+class ModelAllowList:
+    """The models a visitor may choose: the operator's, never a path or hub id a visitor typed.
+
+    Every request is checked against it before anything is read from disk: the page's model box
+    lists `names`, but a visitor can also send any value to the server's API.
+
+    Args:
+        offered: each name the page lists -> the `pretrained=` it loads: the operator's
+            `pretrained=` as given, each shipped model by name, each model of `models_dir` by
+            its folder.
+        allow_any: also load any other folder or hub id a visitor names (`allow_any_model=true`).
+        forbidden: folders no model is loaded from even then: gradio's uploads, the results.
+    """
+
+    offered: Mapping[str, str]
+    allow_any: bool = False
+    forbidden: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        pretrained: str,
+        models_dir: str | Path | None = None,
+        *,
+        allow_any: bool = False,
+        results: Path | None = None,
+    ) -> ModelAllowList:
+        """The operator's `pretrained=`, the shipped models and the exported models directly under
+        `models_dir` (read once, here); gradio's uploads and `results` forbidden.
+
+        Raises:
+            ValueError: `models_dir` is no folder, or lies inside the uploads or the results.
+        """
+        forbidden = (*upload_folders(), *([results] if results is not None else []))
+        offered = {pretrained: pretrained}
+        offered.update((name, name) for name in shipped_models() if name not in offered)
+        if models_dir is not None:
+            folder = Path(models_dir).expanduser()
+            if not folder.is_dir():
+                raise ValueError(f"models_dir={models_dir}: no such folder")
+            if (holder := _inside(folder, forbidden)) is not None:
+                raise ValueError(
+                    f"models_dir={models_dir} lies inside {holder}: uploads and results are "
+                    "never models"
+                )
+            for name, path in exported_models(folder).items():
+                if name in offered:
+                    log.warning("models_dir: %s is not offered, %r names another model", path, name)
+                else:
+                    offered[name] = path
+        return cls(offered, allow_any, forbidden)
+
+    @property
+    def names(self) -> list[str]:
+        """The models the page lists, the operator's `pretrained=` first."""
+        return list(self.offered)
+
+    def source(self, name: str) -> str:
+        """The `pretrained=` to load for a visitor's choice `name`; no file is read to decide.
+
+        Raises:
+            InputError: `name` is not offered (and `allow_any` is off), or it lies inside one of
+                the `forbidden` folders.
+        """
+        if name in self.offered:
+            return self.offered[name]
+        shown = repr(name[:200])
+        if not self.allow_any:
+            raise InputError(
+                f"model {shown} is not offered by this server; choose one of: "
+                f"{', '.join(self.offered)}"
+            )
+        if _inside(Path(name), self.forbidden) is not None:
+            raise InputError(f"model {shown} is refused: uploads and results are never models")
+        return name
 
 
 def samplers() -> list[str]:
@@ -152,6 +265,8 @@ class Model(NamedTuple):
 def cached_model(pretrained: str, device: str) -> Model:
     """The networks of `pretrained=`, loaded once per (name, device) for the app's lifetime.
 
+    `pretrained` must come from `ModelAllowList.source`: this loads whatever it names.
+
     Raises:
         InputError: the name is no folder, shipped model or reachable hub id, or the model
             takes packed raw input (the app restores RGB images).
@@ -222,6 +337,7 @@ def restore_upload(
     choices: Choices,
     out_dir: str | Path,
     *,
+    models: ModelAllowList,
     max_pixels: int,
     device: str = "auto",
     name: str | None = None,
@@ -234,6 +350,8 @@ def restore_upload(
         path: the uploaded file.
         choices: model, sampler and the other settings.
         out_dir: folder for `<stem>.png`, `<stem>.json` (and `_mean`, `_std` for K > 1).
+        models: the models this server offers; any other `choices.pretrained` is refused
+            before anything is read.
         max_pixels: larger uploads are refused from their header, before decoding.
         device: `auto`, `cpu`, `cuda`, ... (as the restore command's `device=`).
         name: the file's name as the user knows it (default: the upload's name).
@@ -241,10 +359,12 @@ def restore_upload(
         cancel: stops the restoration at the next tile when set.
 
     Raises:
-        InputError: unreadable or too large upload, unknown model, a model that does not take
-            RGB input, or settings the model cannot run with.
+        InputError: a model `models` does not allow, an unreadable or too large upload, an
+            unknown model, a model that does not take RGB input, or settings the model cannot
+            run with.
         CancelRequestedError: `cancel` was set.
     """
+    choices = replace(choices, pretrained=models.source(choices.pretrained))
     src = Path(path)
     name = name or src.name
     try:

@@ -18,12 +18,12 @@ from ucdir.app.engine import (
     PATCHES,
     Choices,
     InputError,
+    ModelAllowList,
     Result,
     restore_upload,
     samplers,
 )
 from ucdir.app.progress import CancelRequestedError
-from ucdir.hub import shipped_models
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,14 @@ class Settings:
         choices: the initial model and settings.
         results: folder for the written PNGs and sidecars (one sub-folder per request).
         max_pixels: larger uploads are refused from their header.
+        models: the models visitors may choose; every request is checked against it.
         device: `auto`, `cpu`, `cuda`, ...
     """
 
     choices: Choices
     results: Path
     max_pixels: int
+    models: ModelAllowList
     device: str = "auto"
 
 
@@ -86,7 +88,6 @@ def _views(results: Sequence[Result], index: int) -> tuple[Any, ...]:
 def build_app(settings: Settings) -> gr.Blocks:
     """The page: uploads and settings left, results right; nothing runs until `launch`."""
     start = settings.choices
-    models = list(dict.fromkeys([start.pretrained, *shipped_models()]))
     jobs = Jobs()
     counter = itertools.count()
     slider = hasattr(gr, "ImageSlider")
@@ -103,12 +104,20 @@ def build_app(settings: Settings) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 files = gr.File(label="photos", file_count="multiple", file_types=UPLOAD_TYPES)
+                # a typed value reaches the server, which refuses it with a message unless the
+                # operator allows any model (gradio would silently put the old value back)
                 model = gr.Dropdown(
-                    models,
+                    settings.models.names,
                     value=start.pretrained,
                     label="model",
-                    info="a shipped model, or the path of an exported model folder",
+                    info=(
+                        "a model this server offers, or the path of an exported model folder "
+                        "or a hub id (user/repo)"
+                        if settings.models.allow_any
+                        else "one of the models this server offers"
+                    ),
                     allow_custom_value=True,
+                    elem_id="model",
                 )
                 with gr.Row():
                     sampler = gr.Dropdown(samplers(), value=start.sampler, label="sampler")
@@ -212,7 +221,9 @@ def build_app(settings: Settings) -> gr.Blocks:
                     patch=patch_name,  # type: ignore[arg-type]
                     tile=int(tile_px),
                 )
+                settings.models.source(choices.pretrained)  # one message, not one per photo
             except InputError as err:
+                log.warning("%s", err)
                 return nothing(str(err))
             session = request.session_hash or "default"
             cancel = jobs.start(session)
@@ -231,6 +242,7 @@ def build_app(settings: Settings) -> gr.Blocks:
                                 path,
                                 choices,
                                 job / f"{i:02d}",
+                                models=settings.models,
                                 max_pixels=settings.max_pixels,
                                 device=settings.device,
                                 report=report,

@@ -19,6 +19,7 @@ from ucdir.bench.networks import BenchModel
 from ucdir.bench.table import Table
 from ucdir.config_files import CONFIG_DIR
 from ucdir.device import resolve_device
+from ucdir.overrides import reports_user_errors
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ def to_markdown(result: Mapping[str, Any]) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="bench")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     """`python -m ucdir.bench [overrides]`: prints the tables, then the result as one JSON line."""
     handler = logging.StreamHandler(sys.stderr)

@@ -7,17 +7,23 @@ which override to fix.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm")
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".gif")
+"""Listed in folders; an animated or multi-page file among them is refused when read
+(`MultiFrameImageError`), in every command alike."""
 
 MAX_PIXELS = 200_000_000
 """Default size limit (width × height) of a file to decode: above the largest camera sensors
@@ -47,16 +53,19 @@ def list_images(
     key: str,
     recursive: bool = True,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    exclude: Sequence[Path] = (),
 ) -> list[Path]:
     """Every image file under `root`, recursively (flat or ImageNet class-folder layout) unless
     `recursive` is False.
 
     Hidden files and folders are skipped (so are the ``.<name>.partial-*`` files of interrupted
-    writes, `ucdir.atomic`); symlinked folders are followed. Sorted by the path relative to
-    `root`, so the order is the same on every machine.
+    writes, `ucdir.atomic`); symlinked folders are followed, each real folder once: a symlink loop
+    (a folder linked into itself) or a second link to a listed folder is skipped with a warning
+    naming it. Sorted by the path relative to `root`, so the order is the same on every machine.
 
     Args:
         extensions: lower-case file extensions to list (default `IMAGE_EXTENSIONS`).
+        exclude: sub-folders to leave out (e.g. an output folder inside the input folder).
 
     Raises:
         FileNotFoundError: `root` is not a folder.
@@ -64,9 +73,29 @@ def list_images(
     """
     top = existing_dir(root, key)
     suffixes = tuple(extensions)
+    excluded = {os.path.realpath(p) for p in exclude}
+    seen = {os.path.realpath(top)}
     found: list[tuple[str, Path]] = []
     for folder, dirs, names in os.walk(top, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        kept = []
+        for d in sorted(dirs) if recursive else []:
+            path, real = Path(folder) / d, os.path.realpath(Path(folder) / d)
+            if d.startswith("."):
+                continue
+            if real in excluded:
+                log.info("%s: %s is the output folder: not listed as input", key, path)
+            elif real in seen:
+                log.warning(
+                    "%s: skipped %s: it is %s again (a symlink loop, or a second link to a listed "
+                    "folder)",
+                    key,
+                    path,
+                    real,
+                )
+            else:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
         for name in names:
             if not name.startswith(".") and name.lower().endswith(suffixes):
                 path = Path(folder) / name
@@ -146,6 +175,28 @@ class ImageTooLargeError(ValueError):
     image than allowed): refused before its pixels are decoded."""
 
 
+class NonFiniteImageError(ValueError):
+    """A float image (e.g. a 32-bit float TIFF) holds NaN or infinite values: a network turns one
+    such value into a black image, so it is refused unless repaired on request."""
+
+
+class MultiFrameImageError(ValueError):
+    """An animated or multi-page file (GIF, APNG, WebP, TIFF): which frame is meant is unknown,
+    so it is refused rather than its first frame read silently."""
+
+
+class Decoded(NamedTuple):
+    """What `decode_image` returns.
+
+    Attributes:
+        pixels: (H, W, 3) float32 RGB in [0, 1].
+        repaired: how many non-finite sample values were replaced (0 unless repairing).
+    """
+
+    pixels: np.ndarray
+    repaired: int
+
+
 def too_large(path: Path, key: str, pixels: int | None, max_pixels: int) -> ImageTooLargeError:
     """The error for a file of `pixels` pixels (None: more than twice the limit) over the limit."""
     size = f"{pixels:,} pixels" if pixels is not None else f"over {2 * max_pixels:,} pixels"
@@ -153,6 +204,21 @@ def too_large(path: Path, key: str, pixels: int | None, max_pixels: int) -> Imag
         f"{key}: {path} claims {size}, the limit is max_pixels={max_pixels:,}: not decoded (a "
         "decompression bomb? pass max_pixels=<larger> to read a real image this large)"
     )
+
+
+def _check_pixels(path: Path, key: str, pixels: int, max_pixels: int) -> None:
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels!r}")
+    if pixels > max_pixels:
+        raise too_large(path, key, pixels, max_pixels)
+
+
+def _check_frames(path: Path, key: str, frames: int) -> None:
+    if frames > 1:
+        raise MultiFrameImageError(
+            f"{key}: {path} is animated or multi-page ({frames} frames): not read, since which "
+            "frame is meant is unknown; save the frame to restore as a single image (e.g. PNG)"
+        )
 
 
 @contextmanager
@@ -166,8 +232,7 @@ def _opened(path: Path, key: str, max_pixels: int) -> Iterator[Image.Image]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                if im.width * im.height > max_pixels:
-                    raise too_large(path, key, im.width * im.height, max_pixels)
+                _check_pixels(path, key, im.width * im.height, max_pixels)
                 yield im
     except Image.DecompressionBombError as err:
         raise too_large(path, key, None, max_pixels) from err
@@ -176,29 +241,54 @@ def _opened(path: Path, key: str, max_pixels: int) -> Iterator[Image.Image]:
 
 
 def read_image(path: str | Path, key: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to float32 RGB in [0, 1], shape (H, W, 3) (`decode_image`, which
+    refuses non-finite values)."""
+    return decode_image(path, key, max_pixels).pixels
+
+
+def decode_image(
+    path: str | Path, key: str, max_pixels: int = MAX_PIXELS, repair_nonfinite: bool = False
+) -> Decoded:
     """Decode an image file to float32 RGB in [0, 1], shape (H, W, 3).
 
-    8- and 16-bit PNG/TIFF, JPEG, BMP, WebP; grayscale is repeated to three channels, alpha is
-    dropped (the colour values are kept as stored), palettes and CMYK are converted to RGB and the
-    EXIF orientation is applied. 16-bit colour images are decoded with OpenCV because Pillow would
-    silently keep only their high byte. A file whose header claims more than `max_pixels`
-    pixels is refused before anything is decoded.
+    8- and 16-bit PNG/TIFF, 32-bit float TIFF (grey or colour), JPEG, BMP, WebP, single-frame
+    GIF; grayscale is repeated to three channels, alpha is dropped (the colour values are kept as
+    stored), palettes and CMYK are converted to RGB and the EXIF orientation is applied. 16-bit
+    and float colour images are decoded with OpenCV because Pillow would silently keep only the
+    high byte of the first and cannot read the second. A file whose header claims more than
+    `max_pixels` pixels is refused before anything is decoded; so is an animated or multi-page
+    file (one policy everywhere: which frame is meant is unknown).
+
+    Args:
+        repair_nonfinite: replace the NaN values of a float image by 0 and ±inf by 1 / 0 (the
+            count is returned) instead of refusing the file.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ImageTooLargeError: (a ValueError) the file claims more than `max_pixels` pixels.
+        MultiFrameImageError: (a ValueError) the file holds several frames or pages.
+        NonFiniteImageError: (a ValueError) NaN or ±inf values, unless `repair_nonfinite`.
         ValueError: the file is not a readable image (unknown format, truncated, corrupt).
     """
     p = existing_file(path, key)
     try:
-        with _opened(p, key, max_pixels) as im:
-            if _is_deep_colour(im):
-                return _read_deep_colour(p, key)
-            im.load()
-            return _to_rgb_float(ImageOps.exif_transpose(im))
-    except ImageTooLargeError:
+        try:
+            with _opened(p, key, max_pixels) as im:
+                _check_frames(p, key, getattr(im, "n_frames", 1))
+                if _is_deep_colour(im):
+                    samples = _read_with_opencv(p, key)
+                else:
+                    im.load()
+                    samples = _samples(ImageOps.exif_transpose(im))
+        except UnidentifiedImageError:
+            if p.suffix.lower() not in (".tif", ".tiff"):
+                raise
+            samples = _read_float_tiff(p, key, max_pixels)  # e.g. float32 RGB: Pillow has no mode
+        samples, repaired = _finite(samples, p, key, repair_nonfinite)
+        return Decoded(_to_rgb(samples), repaired)
+    except (ImageTooLargeError, MultiFrameImageError, NonFiniteImageError):
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, cv2.error) as err:
         raise ValueError(f"{key}: cannot read image {p}: {err}") from err
 
 
@@ -211,12 +301,44 @@ def image_size(path: str | Path, key: str, max_pixels: int = MAX_PIXELS) -> tupl
     """
     p = existing_file(path, key)
     try:
-        with _opened(p, key, max_pixels) as im:
-            return im.height, im.width
+        try:
+            with _opened(p, key, max_pixels) as im:
+                return im.height, im.width
+        except UnidentifiedImageError:
+            if p.suffix.lower() not in (".tif", ".tiff"):
+                raise
+            height, width = _tiff_size(p)
+            _check_pixels(p, key, height * width, max_pixels)
+            return height, width
     except ImageTooLargeError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, KeyError) as err:
         raise ValueError(f"{key}: cannot read image {p}: {err}") from err
+
+
+def _finite(samples: np.ndarray, path: Path, key: str, repair: bool) -> tuple[np.ndarray, int]:
+    """`samples` and 0 when all are finite; else refused, or (`repair`) NaN -> 0, ±inf -> 1 / 0
+    and the count of replaced values."""
+    if not np.issubdtype(samples.dtype, np.floating):
+        return samples, 0
+    bad = int(samples.size - np.count_nonzero(np.isfinite(samples)))
+    if not bad:
+        return samples, 0
+    if not repair:
+        nan = int(np.count_nonzero(np.isnan(samples)))
+        raise NonFiniteImageError(
+            f"{key}: {path} has {bad:,} non-finite value(s) ({nan:,} NaN, {bad - nan:,} ±inf) "
+            f"of {samples.size:,}: refused, a network turns them into a black image (python -m "
+            "ucdir.restore: repair_nonfinite=true replaces NaN by 0 and ±inf by 1 / 0)"
+        )
+    return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=0.0), bad
+
+
+def _to_rgb(samples: np.ndarray) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) colour samples in [0, 1] -> (H, W, 3) float32, clipped."""
+    if samples.ndim == 2:
+        samples = np.repeat(samples[..., None], 3, axis=2)
+    return np.ascontiguousarray(np.clip(samples.astype(np.float32, copy=False), 0.0, 1.0))
 
 
 def _is_deep_colour(im: Image.Image) -> bool:
@@ -228,21 +350,44 @@ def _is_deep_colour(im: Image.Image) -> bool:
     return isinstance(rawmode, str) and ";16" in rawmode
 
 
-def _read_deep_colour(path: Path, key: str) -> np.ndarray:
+def _tiff_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a TIFF's first page from its header (Pillow's tag parser): also for
+    files Pillow cannot decode, such as 32-bit float RGB."""
+    with path.open("rb") as fp:
+        prefix = fp.read(8)
+        if prefix[:4] not in (b"II*\x00", b"MM\x00*"):
+            raise ValueError("not a TIFF file")
+        ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=prefix)
+        fp.seek(ifd.next)
+        ifd.load(fp)
+        return int(ifd[257]), int(ifd[256])
+
+
+def _read_float_tiff(path: Path, key: str, max_pixels: int) -> np.ndarray:
+    """The samples of a TIFF Pillow cannot decode (e.g. float32 RGB), size checked first."""
+    height, width = _tiff_size(path)
+    _check_pixels(path, key, height * width, max_pixels)
+    _check_frames(path, key, cv2.imcount(str(path)))
+    return _read_with_opencv(path, key)
+
+
+def _read_with_opencv(path: Path, key: str) -> np.ndarray:
+    """(H, W) or (H, W, 3) samples scaled to [0, 1] (not clipped: float files keep NaN, inf)."""
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"{key}: cannot decode 16-bit colour image {path}")
-    rgb = arr[..., 2::-1]  # OpenCV stores BGR(A)
+    if arr is None or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (1, 3, 4))):
+        raise ValueError(f"{key}: cannot decode image {path} (OpenCV)")
+    if arr.ndim == 3:
+        arr = arr[..., 0] if arr.shape[2] == 1 else arr[..., 2::-1]  # OpenCV stores BGR(A)
     scale = {np.dtype(np.uint16): 65535.0, np.dtype(np.uint8): 255.0}.get(arr.dtype, 1.0)
-    return np.ascontiguousarray(np.clip(rgb.astype(np.float32) / scale, 0.0, 1.0))
+    return arr.astype(np.float32) / np.float32(scale)
 
 
-def _to_rgb_float(im: Image.Image) -> np.ndarray:
+def _samples(im: Image.Image) -> np.ndarray:
+    """(H, W) grey or (H, W, 3) RGB samples scaled to [0, 1], not clipped (mode F keeps NaN)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        grey = np.asarray(im, dtype=np.float32) / 65535.0
-        return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
+        return np.asarray(im, dtype=np.float32) / 65535.0
     if im.mode == "F":
-        return np.repeat(np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)[..., None], 3, axis=2)
+        return np.asarray(im, dtype=np.float32)
     # Pillow's RGBA/LA/PA -> RGB conversion drops alpha and keeps the stored colour values.
     rgb = im.convert("RGB") if im.mode != "RGB" else im
     return np.asarray(rgb, dtype=np.float32) / 255.0

@@ -13,10 +13,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from ucdir.diffusion.patching import (
+    DEFAULT_MAX_TILES,
     DEFAULT_PREDICTOR_MAX_PIXELS,
     Merge,
     PatchSplit,
     check_predictor_tiling,
+    min_stride,
 )
 from ucdir.types import Cond
 
@@ -82,7 +84,10 @@ class AutoPatchSplit:
         overlap, merge, batch_tiles: as `PatchSplit`.
         granularity: tile sizes are multiples of this (the network stride or more).
         safety: factor on the estimate for allocator overhead.
-        predictor_max_pixels, predictor_tile: as `PatchSplit`.
+        predictor_max_pixels, predictor_tile, max_tiles: as `PatchSplit`.
+
+    The smallest tile tried is the smallest multiple of `granularity` whose stride
+    (tile − 2·overlap) passes `PatchSplit`'s minimum, max(8 px, tile / 4).
     """
 
     max_memory_gb: float = 4.0
@@ -93,19 +98,28 @@ class AutoPatchSplit:
     safety: float = 1.5
     predictor_max_pixels: int = DEFAULT_PREDICTOR_MAX_PIXELS
     predictor_tile: int = 1024
+    max_tiles: int = DEFAULT_MAX_TILES
 
     def __post_init__(self) -> None:
         if self.max_memory_gb <= 0:
             raise ValueError(f"max_memory_gb must be > 0, got {self.max_memory_gb!r}")
+        if self.overlap < 0 or self.granularity < 1:
+            raise ValueError(
+                f"need overlap >= 0 and granularity >= 1, got {self.overlap!r}, "
+                f"{self.granularity!r}"
+            )
         check_predictor_tiling(self.predictor_max_pixels, self.predictor_tile)
 
     def tile_for(self, network: nn.Module, cond: Cond) -> int:
-        """The largest tile (px, a multiple of `granularity`, at least 2·overlap + granularity)
-        whose estimated peak memory fits the budget; the whole image's size when it all fits."""
+        """The largest tile (px, a multiple of `granularity`, at least the smallest one whose
+        stride passes `min_stride`) whose estimated peak memory fits the budget; the whole
+        image's size when it all fits."""
         h, w = cond.x_init.shape[-2:]
         budget = self.max_memory_gb * 2**30 / self.safety
         g = self.granularity
         smallest = (2 * self.overlap // g + 1) * g
+        while smallest - 2 * self.overlap < min_stride(smallest):
+            smallest += g
         largest = max(smallest, -(-max(h, w) // g) * g)
 
         def fits(tile: int) -> bool:
@@ -128,4 +142,5 @@ class AutoPatchSplit:
             self.batch_tiles,
             self.predictor_max_pixels,
             self.predictor_tile,
+            self.max_tiles,
         )

@@ -20,6 +20,13 @@ from ucdir.types import Cond, EpsFn
 
 Merge = Literal["drop", "feather"]
 
+MIN_STRIDE = 8
+"""Smallest tile stride (tile − 2·overlap, px): below it, and below tile / 4, the tiles repeat
+the same pixels so often that a restoration practically never finishes (66/32 gives 2 px)."""
+
+DEFAULT_MAX_TILES = 10_000
+"""Most tiles per image and call: a 200 MP image at the default 256/32 tiling makes ~5,500."""
+
 DEFAULT_PREDICTOR_MAX_PIXELS = 8_388_608
 """The initial predictor runs whole up to 8 MP (a 4K frame tiles; SID's 2120×1416 runs whole)."""
 
@@ -31,6 +38,36 @@ class Predictor(Protocol):
     receptive_radius: int
 
     def __call__(self, lq: Tensor) -> Tensor: ...
+
+
+def min_stride(tile: int) -> int:
+    """The smallest stride (tile − 2·overlap) allowed for `tile`: max(8 px, tile / 4)."""
+    return max(MIN_STRIDE, -(-tile // 4))
+
+
+def check_tiling(tile: int, overlap: int) -> None:
+    """Refuses a tile / overlap pair with a stride under `min_stride`, naming what to set."""
+    if overlap < 0 or tile <= 2 * overlap:
+        raise ValueError(
+            f"need 0 <= overlap < tile / 2, got patch.tile={tile!r}, patch.overlap={overlap!r}"
+        )
+    stride, least = tile - 2 * overlap, min_stride(tile)
+    if stride < least:
+        raise ValueError(
+            f"patch.tile={tile} with patch.overlap={overlap} steps by a stride of {stride} px "
+            f"(tile − 2·overlap); at least max({MIN_STRIDE}, tile / 4) = {least} px is needed, "
+            "else the same pixels are denoised over and over (it would practically never "
+            f"finish): set patch.overlap={(tile - least) // 2} or less, or patch.tile="
+            f"{_smallest_tile(overlap)} or more"
+        )
+
+
+def _smallest_tile(overlap: int) -> int:
+    """The smallest tile whose stride with `overlap` passes `check_tiling`."""
+    tile = 2 * overlap + MIN_STRIDE
+    while tile - 2 * overlap < min_stride(tile):
+        tile += 1
+    return tile
 
 
 def check_predictor_tiling(max_pixels: int, tile: int) -> None:
@@ -124,6 +161,32 @@ def spans(length: int, tile: int, overlap: int) -> list[Span]:
     return out
 
 
+def tile_boxes(
+    height: int, width: int, tile: int, overlap: int, max_tiles: int
+) -> list[tuple[Span, Span]]:
+    """(row span, column span) of every tile of a height × width image, row-major; refuses more
+    than `max_tiles` tiles before any is listed."""
+    rows, cols = spans(height, tile, overlap), spans(width, tile, overlap)
+    if len(rows) * len(cols) > max_tiles:
+        stride = tile - 2 * overlap
+        raise ValueError(
+            f"a {width}×{height} image at patch.tile={tile} patch.overlap={overlap} (stride "
+            f"{stride} px) makes {len(rows)}×{len(cols)} = {len(rows) * len(cols):,} tiles, over "
+            f"patch.max_tiles={max_tiles:,}: set a larger patch.tile (e.g. "
+            f"{_tile_for_count(height, width, overlap, max_tiles)}), patch=auto, or raise "
+            "patch.max_tiles"
+        )
+    return [(r, c) for r in rows for c in cols]
+
+
+def _tile_for_count(height: int, width: int, overlap: int, max_tiles: int) -> int:
+    """A tile (multiple of 32) with `overlap` that makes at most `max_tiles` tiles."""
+    tile = max(32, -(-_smallest_tile(overlap) // 32) * 32)
+    while len(spans(height, tile, overlap)) * len(spans(width, tile, overlap)) > max_tiles:
+        tile *= 2
+    return tile
+
+
 def _ramp(span: Span, length: int, overlap: int, device: torch.device) -> Tensor:
     """Feather weight along one axis: zero over the outer half of each inner margin, then a
     linear ramp to 1 over the inner half (so a predictor whose receptive field is under
@@ -153,6 +216,11 @@ class PatchSplit:
             pixels (its result is then exact); above, in `predictor_tile` tiles with margins of
             its receptive field (`map_predictor`), which gives the same result.
         predictor_tile: core tile of the predictor on larger inputs (px, multiple of its stride).
+        max_tiles: most tiles an image may make; a larger count is refused (with the tile to
+            set instead) before anything is computed.
+
+    The stride tile − 2·overlap must be at least max(8 px, tile / 4) (`min_stride`): 66/32
+    would step by 2 px and practically never finish.
     """
 
     tile: int = 256
@@ -161,25 +229,25 @@ class PatchSplit:
     batch_tiles: int = 1
     predictor_max_pixels: int = DEFAULT_PREDICTOR_MAX_PIXELS
     predictor_tile: int = 1024
+    max_tiles: int = DEFAULT_MAX_TILES
 
     def __post_init__(self) -> None:
         check_predictor_tiling(self.predictor_max_pixels, self.predictor_tile)
-        if self.overlap < 0 or self.tile <= 2 * self.overlap:
-            raise ValueError(
-                f"need 0 <= overlap < tile / 2, got tile={self.tile!r}, overlap={self.overlap!r}"
-            )
+        check_tiling(self.tile, self.overlap)
+        if self.max_tiles < 1:
+            raise ValueError(f"max_tiles must be >= 1, got {self.max_tiles!r}")
         if self.merge not in ("drop", "feather"):
             raise ValueError(f"merge must be 'drop' or 'feather', got {self.merge!r}")
         if self.batch_tiles < 1:
             raise ValueError(f"batch_tiles must be >= 1, got {self.batch_tiles!r}")
 
     def boxes(self, height: int, width: int) -> list[tuple[Span, Span]]:
-        """(row span, column span) of every tile of a height × width image, row-major."""
-        return [
-            (r, c)
-            for r in spans(height, self.tile, self.overlap)
-            for c in spans(width, self.tile, self.overlap)
-        ]
+        """(row span, column span) of every tile of a height × width image, row-major.
+
+        Raises:
+            ValueError: the image would make more than `max_tiles` tiles (naming the numbers).
+        """
+        return tile_boxes(height, width, self.tile, self.overlap, self.max_tiles)
 
     def wrap(self, eps_fn: EpsFn) -> EpsFn:
         """The tiled noise predictor: same signature, tiles cut and merged at every call."""
@@ -276,10 +344,11 @@ class NaivePatchSplit:
     overlap: int = 32
     predictor_max_pixels: int = DEFAULT_PREDICTOR_MAX_PIXELS
     predictor_tile: int = 1024
+    max_tiles: int = DEFAULT_MAX_TILES
 
     def __post_init__(self) -> None:
-        PatchSplit(self.tile, self.overlap)  # same validation
+        PatchSplit(self.tile, self.overlap, max_tiles=self.max_tiles)  # same validation
         check_predictor_tiling(self.predictor_max_pixels, self.predictor_tile)
 
     def boxes(self, height: int, width: int) -> list[tuple[Span, Span]]:
-        return PatchSplit(self.tile, self.overlap).boxes(height, width)
+        return tile_boxes(height, width, self.tile, self.overlap, self.max_tiles)

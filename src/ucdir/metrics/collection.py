@@ -13,7 +13,16 @@ import torch
 from torch import Tensor, nn
 
 from ucdir.metrics.fid import KID_SCALE, PatchDistances
-from ucdir.metrics.fidelity import SSIM_KERNEL, SSIM_SIGMA, ColorSpace, prepare, psnr, ssim, ssim3d
+from ucdir.metrics.fidelity import (
+    PSNR_CAP,
+    SSIM_KERNEL,
+    SSIM_SIGMA,
+    ColorSpace,
+    prepare,
+    psnr,
+    ssim,
+    ssim3d,
+)
 from ucdir.metrics.niqe import BLOCK_SIZE, PRISTINE_PARAMS, niqe
 from ucdir.metrics.pretrained import build_inception, build_lpips, build_pyiqa_niqe
 from ucdir.metrics.weights import ALEXNET, INCEPTION, PYIQA_NIQE, MetricUnavailableError
@@ -37,6 +46,9 @@ class MetricsResult(NamedTuple):
         skipped: requested metrics that could not be computed, with the reason: missing weights
             (known when the scorer is built) or data they cannot score (FID/KID with fewer than
             two patches, NIQE on an image smaller than two 96² blocks; known at `compute`).
+
+    With PSNR, `aggregate["identical"]` counts the pairs scored at the cap `PSNR_CAP` (restored
+    equal to gt): their PSNR is 100 dB, not inf, so the mean and the JSON files stay finite.
     """
 
     aggregate: dict[str, float]
@@ -252,6 +264,8 @@ class Metrics:
                 )
                 continue
             aggregate[m] = sum(values) / len(values)
+            if m == "psnr":
+                aggregate["identical"] = float(sum(v >= PSNR_CAP for v in values))
         if self.patches is not None:
             try:
                 aggregate.update(self.patches.compute())
@@ -272,10 +286,17 @@ class Metrics:
             "data_range": 1.0,
         }
         specs: dict[str, dict[str, object]] = {
-            "psnr": {**fidelity, "implementation": "torchmetrics peak_signal_noise_ratio"},
+            "psnr": {
+                **fidelity,
+                "implementation": "torchmetrics peak_signal_noise_ratio",
+                "cap": f"{PSNR_CAP:g} dB: an identical pair (MSE 0) scores {PSNR_CAP:g} dB, not "
+                "inf; results.json counts such pairs under 'identical'",
+            },
             "ssim": {
                 **fidelity,
-                "implementation": "torchmetrics structural_similarity_index_measure",
+                "implementation": "torchmetrics structural_similarity_index_measure's definition, "
+                "computed in strips of rows with the window's margin (ucdir.metrics.fidelity.ssim: "
+                "bounded memory, equal to it up to float rounding)",
                 "window": f"Gaussian {SSIM_KERNEL}x{SSIM_KERNEL}, sigma {SSIM_SIGMA}",
                 "reduction": "mean over channels and pixels, reflect padding (torchmetrics)",
             },
@@ -284,6 +305,7 @@ class Metrics:
                 "implementation": "official 3-D SSIM algorithm (ucdir.metrics.fidelity.ssim3d)",
                 "window": f"Gaussian {SSIM_KERNEL}^3 over C x H x W, sigma {SSIM_SIGMA}",
                 "padding": "replicate",
+                "computed": "in strips of rows with the window's margin (same value)",
             },
             "lpips": {
                 "implementation": "lpips.LPIPS",

@@ -17,6 +17,7 @@ from typing import Any
 
 from ucdir.atomic import write_text_atomic
 from ucdir.metrics.collection import MetricsResult
+from ucdir.metrics.fidelity import PSNR_CAP
 
 # (key, CSV column, Markdown header, decimals): the paper's six, then the extras.
 COLUMNS: tuple[tuple[str, str, str, int], ...] = (
@@ -38,7 +39,11 @@ Row = Mapping[str, Any]
 
 def results_row(method: str, result: MetricsResult) -> dict[str, Any]:
     """One table row: the method's name, its aggregate values and the image/patch counts."""
-    counts = {k: int(result.aggregate[k]) for k, _ in _COUNTS if k in result.aggregate}
+    counts = {
+        k: int(result.aggregate[k])
+        for k in (*(k for k, _ in _COUNTS), "identical")
+        if k in result.aggregate
+    }
     return {"method": method, **result.aggregate, **counts}
 
 
@@ -101,6 +106,12 @@ def results_markdown(rows: Sequence[Row], protocol: Mapping[str, Any]) -> str:
     for name, why in (protocol.get("skipped") or {}).items():
         by_reason.setdefault(why, []).append(name)
     notes = "".join(f"- **{', '.join(n)}** not computed: {why}\n" for why, n in by_reason.items())
+    for r in rows:
+        if r.get("identical"):
+            notes += (
+                f"- **{r['method']}**: {int(r['identical'])} image(s) identical to the ground "
+                f"truth, their PSNR counted as {PSNR_CAP:g} dB (not inf)\n"
+            )
     return markdown_table(rows) + ("\n" + notes if notes else "")
 
 
@@ -122,23 +133,29 @@ def write_results(
     protocol: Mapping[str, Any],
     per_image: Sequence[Row] | None = None,
 ) -> dict[str, Path]:
-    """Writes `results.md`, `results.csv`, `results.json` (the rows as given), `protocol.json` and
-    (given rows) `per_image.csv`.
+    """Writes `results.md`, `results.csv`, `results.json` (the rows as given, NaN as null),
+    `protocol.json` and (given rows) `per_image.csv`.
 
     Every file is written atomically (temporary file, then rename). Metrics listed under
     `protocol["skipped"]` are explained below the Markdown table.
 
     Returns:
         The written paths by file name.
+
+    Raises:
+        ValueError: a row or the protocol holds an infinite value (JSON has none).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = {
         "results.md": results_markdown(rows, protocol),
         "results.csv": results_csv(rows),
-        "protocol.json": json.dumps(protocol, indent=2, ensure_ascii=False) + "\n",
+        # allow_nan=False: a non-finite value that slips through raises, never invalid JSON
+        "protocol.json": json.dumps(protocol, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
     }
-    texts["results.json"] = json.dumps([_json_row(r) for r in rows], indent=2) + "\n"
+    texts["results.json"] = (
+        json.dumps([_json_row(r) for r in rows], indent=2, allow_nan=False) + "\n"
+    )
     if per_image is not None:
         texts["per_image.csv"] = per_image_csv(per_image)
     for name, text in texts.items():

@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ucdir.config_files import CONFIG_DIR
-from ucdir.overrides import run_command
+from ucdir.overrides import reports_user_errors, run_command
 from ucdir.restore.cli import run
 
 
@@ -17,6 +17,7 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="restore")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     signal.signal(signal.SIGTERM, _terminated)
     run(cfg)

@@ -22,15 +22,16 @@ from tqdm import tqdm
 
 from ucdir.checkpoints import (
     check_checkpoint_file,
-    check_targets,
+    check_finite,
     file_hash,
     load_state,
     read_checkpoint,
     run_config,
 )
 from ucdir.device import resolve_device
+from ucdir.from_file import build_networks
 from ucdir.restore.core import restore
-from ucdir.restore.inputs import InputKind, check_source, input_kind, list_inputs, read_input
+from ucdir.restore.inputs import InputKind, check_source, input_kind, list_inputs, load_input
 from ucdir.restore.outputs import (
     Provenance,
     check_bits,
@@ -116,12 +117,14 @@ def load_networks(ckpt_path: str | Path, device: torch.device) -> tuple[nn.Modul
     rebuilt from the run configuration stored inside it."""
     ckpt = read_checkpoint(ckpt_path)
     cfg = run_config(ckpt)
-    for part in ("predictor", "denoiser"):  # a config from a file builds only our networks
-        check_targets(cfg["model"][part], ("ucdir.models.",), f"ckpt_path: model.{part}")
-    predictor = instantiate(cfg["model"]["predictor"])
-    denoiser = instantiate(cfg["model"]["denoiser"])
+    model: dict = cfg["model"] if isinstance(cfg.get("model"), dict) else {}
+    # a config from a file builds only allow-listed networks, bounded before allocation
+    nets = build_networks(model.get("predictor"), model.get("denoiser"), "ckpt_path: model.")
+    predictor, denoiser = nets.predictor, nets.denoiser
     load_state(predictor, ckpt, prefix="predictor.")
     load_state(denoiser, ckpt, prefix="denoiser.")
+    check_finite(predictor, ckpt_path, "predictor.")
+    check_finite(denoiser, ckpt_path, "denoiser.")
     return predictor.to(device).eval(), denoiser.to(device).eval(), cfg
 
 
@@ -191,6 +194,7 @@ def run(cfg: DictConfig) -> list[Path]:
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {cfg.max_pixels!r}")
     num_samples = int(cfg.num_samples)
+    repair_nonfinite = bool(cfg.get("repair_nonfinite", False))
     device = resolve_device(str(cfg.device))
     source, out_dir = Path(str(cfg.input)), Path(str(cfg.output))
     check_source(source)
@@ -202,7 +206,7 @@ def run(cfg: DictConfig) -> list[Path]:
     ratio = _exposure_ratio(cfg, kind, task)
     scalars = _scalars(cfg, tuple(getattr(denoiser, "aux_scalars", ())), device, ratio, task)
     plan = plan_outputs(
-        list_inputs(source, kind),
+        list_inputs(source, kind, out_dir),
         out_dir,
         num_samples,
         bool(cfg.overwrite),
@@ -217,11 +221,16 @@ def run(cfg: DictConfig) -> list[Path]:
     failed: list[str] = []
     for src, out in tqdm(plan.todo, desc="images", unit="img"):
         try:
-            lq = read_input(src, kind, max_pixels, ratio).to(device)
+            loaded = load_input(src, kind, max_pixels, ratio, repair_nonfinite)
         except (ValueError, FileNotFoundError) as err:
             log.error("%s", err)
             failed.append(str(src))
             continue
+        if loaded.repaired:
+            log.warning(
+                "%s: %d non-finite value(s) replaced (repair_nonfinite=true)", src, loaded.repaired
+            )
+        lq = loaded.lq.to(device)
         steps = tqdm(total=sampler.steps * num_samples, desc=src.name, leave=False)
         result = restore(
             lq,
@@ -237,7 +246,17 @@ def run(cfg: DictConfig) -> list[Path]:
         )
         steps.close()
         made_by = Provenance(
-            cfg, run_cfg, weights, ckpt_hash, sampler, patch, scalars, device, kind, ratio
+            cfg,
+            run_cfg,
+            weights,
+            ckpt_hash,
+            sampler,
+            patch,
+            scalars,
+            device,
+            kind,
+            ratio,
+            loaded.repaired,
         )
         save_restoration(result, src, out, bits, made_by)
     if failed:

@@ -5,12 +5,12 @@ decodes them (`ucdir.data.raw.read_packed`, amplified by the exposure ratio and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ucdir.data.images import IMAGE_EXTENSIONS, list_images, read_image
+from ucdir.data.images import IMAGE_EXTENSIONS, decode_image, list_images
 from ucdir.data.raw import RAW_EXTENSIONS, read_packed
 
 InputKind = Literal["image", "raw"]
@@ -42,10 +42,11 @@ def check_source(source: Path) -> None:
         raise FileNotFoundError(f"input: {str(source)!r} is neither an image file nor a folder")
 
 
-def list_inputs(source: Path, kind: InputKind) -> list[Path]:
+def list_inputs(source: Path, kind: InputKind, output: Path | None = None) -> list[Path]:
     """The files to restore: `source` itself, or the files of `kind` under the folder `source`
     (files of the other kind there, e.g. the JPEGs a camera writes beside its raw files, are
-    left out).
+    left out; so is the folder `output` when it lies inside `source`, so that a run into it can
+    be continued; a symlink loop is skipped, named in a warning).
 
     Raises:
         FileNotFoundError: `source` is neither a file nor a folder.
@@ -54,7 +55,8 @@ def list_inputs(source: Path, kind: InputKind) -> list[Path]:
     extensions = RAW_EXTENSIONS if kind == "raw" else IMAGE_EXTENSIONS
     if source.is_dir():
         try:
-            return list_images(source, "input", extensions=extensions)
+            exclude = () if output is None else (output,)
+            return list_images(source, "input", extensions=extensions, exclude=exclude)
         except ValueError as err:
             raise ValueError(f"{err}: {_WANTS[kind]}") from None
     check_source(source)
@@ -64,23 +66,49 @@ def list_inputs(source: Path, kind: InputKind) -> list[Path]:
     return [source]
 
 
+class LoadedInput(NamedTuple):
+    """What `load_input` returns: the model input and how many non-finite values were replaced."""
+
+    lq: Tensor
+    repaired: int = 0
+
+
 def read_input(
     path: Path, kind: InputKind, max_pixels: int, exposure_ratio: float | None = None
 ) -> Tensor:
-    """The model input of one file, (1, C, H, W) float32 in [0, 1].
+    """The model input of one file, (1, C, H, W) float32 in [0, 1] (`load_input`; a float image
+    with NaN or ±inf values is refused)."""
+    return load_input(path, kind, max_pixels, exposure_ratio).lq
+
+
+def load_input(
+    path: Path,
+    kind: InputKind,
+    max_pixels: int,
+    exposure_ratio: float | None = None,
+    repair_nonfinite: bool = False,
+) -> LoadedInput:
+    """The model input of one file, (1, C, H, W) float32 in [0, 1], and the count of repaired
+    non-finite values.
 
     Args:
-        kind: ``image``: RGB (`ucdir.data.images.read_image`); ``raw``: packed Bayer at half
+        kind: ``image``: RGB (`ucdir.data.images.decode_image`); ``raw``: packed Bayer at half
             size, (raw − black) / (white − black) times `exposure_ratio`, clipped at 1, as the
             sid task feeds it in training.
         max_pixels: a file claiming more pixels is refused before it is decoded.
+        repair_nonfinite: a float image's NaN values become 0 and ±inf 1 / 0 (counted) instead
+            of the file being refused.
 
     Raises:
-        ValueError: the file cannot be read, or claims more than `max_pixels` pixels.
+        ValueError: the file cannot be read, claims more than `max_pixels` pixels, holds several
+            frames, or (unless `repair_nonfinite`) NaN or infinite values.
     """
     if kind == "image":
-        return torch.from_numpy(read_image(path, "input", max_pixels)).permute(2, 0, 1)[None]
+        decoded = decode_image(path, "input", max_pixels, repair_nonfinite)
+        return LoadedInput(
+            torch.from_numpy(decoded.pixels).permute(2, 0, 1)[None], decoded.repaired
+        )
     if exposure_ratio is None:
         raise ValueError("exposure_ratio: raw input needs exposure_ratio=<amplification>")
     packed = torch.from_numpy(read_packed(path, "input", max_pixels)).permute(2, 0, 1)[None]
-    return (packed * exposure_ratio).clamp(max=1.0)
+    return LoadedInput((packed * exposure_ratio).clamp(max=1.0))

@@ -43,6 +43,7 @@ class Provenance(NamedTuple):
         scalars: the (1, K) auxiliary scalars given to the model, or None.
         device: where it ran.
         input_kind: ``image`` or ``raw``; `exposure_ratio` the raw gain (None for images).
+        repaired_nonfinite: NaN / ±inf input values replaced (`repair_nonfinite=true`).
     """
 
     cfg: DictConfig
@@ -55,6 +56,26 @@ class Provenance(NamedTuple):
     device: torch.device
     input_kind: str = "image"
     exposure_ratio: float | None = None
+    repaired_nonfinite: int = 0
+
+
+class NonFiniteRestorationError(ValueError):
+    """A restoration holds NaN or infinite values (broken weights, an overflow): never written."""
+
+
+def check_finite(result: Restoration, src: Path) -> None:
+    """Raises `NonFiniteRestorationError`, naming the input `src`, when any image of `result`
+    (restored, and mean and spread with several samples) has a NaN or infinite value."""
+    for name, image in (("restored", result.restored), ("mean", result.mean), ("std", result.std)):
+        if image is None:
+            continue
+        bad = int(image.numel() - torch.isfinite(image).sum().item())
+        if bad:
+            raise NonFiniteRestorationError(
+                f"restoring {src} gave {bad:,} non-finite value(s) (NaN / inf) of "
+                f"{image.numel():,} in the {name} image: nothing written for it (a model with "
+                "broken weights, or an overflow in half precision?)"
+            )
 
 
 def plain(obj: Any) -> Any:
@@ -66,7 +87,12 @@ def save_restoration(
     result: Restoration, src: Path, out: Path, bits: int, made_by: Provenance
 ) -> dict[str, Any]:
     """Writes one output in the order that makes it resumable: the companions (mean, spread),
-    the sidecar, then the PNG itself (a present PNG means a done output). Returns the sidecar."""
+    the sidecar, then the PNG itself (a present PNG means a done output). Returns the sidecar.
+
+    Raises:
+        NonFiniteRestorationError: (a ValueError) `result` holds NaN or inf: nothing is written.
+    """
+    check_finite(result, src)
     cfg, sampler, patch = made_by.cfg, made_by.sampler, made_by.patch
     remove_partials(out, int(cfg.num_samples))
     if result.mean is not None and result.std is not None:
@@ -78,6 +104,7 @@ def save_restoration(
         "size": list(result.restored.shape[-2:]),
         "input_kind": made_by.input_kind,
         "exposure_ratio": made_by.exposure_ratio,
+        "repaired_nonfinite": made_by.repaired_nonfinite,
         "ucdir_version": ucdir.__version__,
         "checkpoint": str(cfg.ckpt_path) if cfg.ckpt_path else None,
         "pretrained": cfg.pretrained,
@@ -127,7 +154,7 @@ def write_png(image: Tensor, path: Path, bits: int = 8) -> None:
 
 def write_json(data: dict[str, Any], path: Path) -> None:
     """Writes `data` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, default=str))
+    write_text_atomic(path, json.dumps(data, indent=2, default=str, allow_nan=False))
 
 
 def check_output_dir(path: Path) -> None:
@@ -216,7 +243,16 @@ def plan_outputs(
         raise ValueError("overwrite=true and skip_existing=true exclude each other; pick one")
     outputs = [out_dir / f"{p.stem}.png" for p in inputs]
     if len(set(outputs)) != len(outputs):
-        raise ValueError("input: several inputs share a file name stem; restore them separately")
+        by_output: dict[Path, list[str]] = {}
+        for src, out in zip(inputs, outputs, strict=True):
+            by_output.setdefault(out, []).append(str(src))
+        clashes = "; ".join(
+            f"{out.name} <- {', '.join(srcs)}" for out, srcs in by_output.items() if len(srcs) > 1
+        )
+        raise ValueError(
+            f"input: several inputs would be written to the same output (they share a file name "
+            f"stem): {clashes}; rename them or restore them separately"
+        )
     written = [o for p in outputs for o in companions(p, num_samples)]
     sources = {p.resolve() for p in inputs}
     clash = [o for o in written if o.resolve() in sources]
