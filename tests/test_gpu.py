@@ -64,8 +64,13 @@ def test_compiled_forward_and_backward_match_eager() -> None:
     net.compile()
     out = net(x, gamma, cond)
     out.square().mean().backward()
-    assert _relative(out, reference) < 1e-4
-    assert _relative(_grads(net), want) < 1e-3
+    # inductor's fused kernels reorder float sums, and cuDNN's convolutions run in TF32 by default
+    # (10-bit mantissa): the first H200 run measured 1.6e-4 on the output (2026-12-04); a wrong
+    # graph is off by O(1)
+    print(f"compiled vs eager: output {_relative(out, reference):.2e}, grads ", end="")
+    print(f"{_relative(_grads(net), want):.2e}")
+    assert _relative(out, reference) < 1e-3
+    assert _relative(_grads(net), want) < 5e-3
     assert not any("_orig_mod" in k for k in net.state_dict())  # checkpoints keep their names
 
 

@@ -6,23 +6,36 @@ import inspect
 import logging
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.optim import Optimizer
 
-from ucdir.callbacks import StoreConfig
-from ucdir.checkpoints import check_checkpoint_file, load_state, unsafe_checkpoint
+from ucdir.callbacks import StopOnSignal, StoreConfig
+from ucdir.callbacks.config import CHOICES_KEY
+from ucdir.callbacks.resume import check_resume_config, check_run_folder
+from ucdir.callbacks.stop import last_checkpoint_path
+from ucdir.checkpoints import (
+    check_checkpoint_file,
+    load_state,
+    read_checkpoint,
+    run_config,
+    unsafe_checkpoint,
+)
 from ucdir.config_files import CONFIG_DIR
 from ucdir.lit_module import UCDIRLitModule
-from ucdir.overrides import run_command
+from ucdir.overrides import reports_user_errors, run_command
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +97,51 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, UCDIRLitModule, L.Tra
             )
         load_state(model.predictor, cfg.predictor_ckpt, prefix="predictor.")
     callbacks: list[Callback] = _instantiate_all(cfg.get("callbacks"))
-    callbacks.append(StoreConfig(OmegaConf.to_container(cfg, resolve=True)))  # type: ignore[arg-type]
+    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    callbacks.append(StoreConfig(config, choices=_choices()))
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # after Lightning's ordering (ModelCheckpoints last): the stop's save sees every update
+    trainer.callbacks.append(StopOnSignal())  # type: ignore[attr-defined]
     return datamodule, model, trainer
+
+
+def _choices() -> dict[str, str] | None:
+    """The config-group options of a command-line run (`model=tiny`), stored in checkpoints."""
+    if not HydraConfig.initialized():
+        return None
+    choices = HydraConfig.get().runtime.choices
+    return {k: str(v) for k, v in choices.items() if not k.startswith("hydra/") and v is not None}
+
+
+def _resume_path(cfg: DictConfig, trainer: L.Trainer) -> str | None:
+    """The checkpoint this fit resumes from: `ckpt_path`, or on SLURM without it, the newest
+    `hpc_ckpt_<n>.ckpt` of the run folder (Lightning's auto-requeue resumes from it)."""
+    if cfg.ckpt_path:
+        return str(cfg.ckpt_path)
+    if not SLURMEnvironment.detect():
+        return None
+    saved = Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+    numbered = [(int(p.stem.rsplit("_", 1)[1]), p) for p in saved if p.stem[9:].isdigit()]
+    return str(max(numbered)[1]) if numbered else None
+
+
+def check_resume(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Before fitting: one run per checkpoint folder, and a resume's config against the one
+    stored in its checkpoint (`ucdir.callbacks.resume`)."""
+    resume_from = _resume_path(cfg, trainer)
+    check_run_folder(last_checkpoint_path(trainer).parent, resume_from)
+    if resume_from is None:
+        return
+    ckpt = read_checkpoint(resume_from)  # weights only; the clear errors of a bad file
+    try:
+        stored = run_config(ckpt)
+    except ValueError as err:
+        log.warning("%s: the config is not compared", err)
+        return
+    current: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    allow = bool(cfg.get("resume_allow_changes", False))
+    check_resume_config(stored, current, resume_from, ckpt.get(CHOICES_KEY), allow)
 
 
 FULL_SIZE_PARAMS = 20_000_000
@@ -132,10 +186,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         if cfg.ckpt_path:
             check_checkpoint_file(cfg.ckpt_path)  # missing, empty, truncated: a clear error
+        check_resume(cfg, trainer)
         try:  # Lightning reads the checkpoint once, weights only
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
         except pickle.UnpicklingError as err:
             raise unsafe_checkpoint(cfg.ckpt_path, err) from err
+        except SIGTERMException as err:  # SIGTERM / SIGINT: last.ckpt saved, exit 128 + signal
+            callbacks = trainer.callbacks  # type: ignore[attr-defined]
+            stop = next(c for c in callbacks if isinstance(c, StopOnSignal))
+            if stop.stopped is None:
+                raise
+            if trainer.is_global_zero:
+                log.warning("%s", stop.stopped)
+            if stop.stopped is err:
+                raise
+            raise stop.stopped from None
     finally:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -144,6 +209,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@reports_user_errors
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     # multirun sweeps (e.g. with a sweeper plugin) optimise the returned value

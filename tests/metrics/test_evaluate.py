@@ -160,7 +160,8 @@ def test_missing_weights_are_reported_and_the_rest_is_written(
     run(cfg, tmp_path / "run")
     where = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
     notes = (tmp_path / "run" / "results.md").read_text()
-    assert "**lpips** not computed: missing weights file 'alexnet-owt-7be5be79.pth'" in notes
+    assert "**lpips** not computed: missing weights file 'alexnet_lpips.safetensors'" in notes
+    assert "python -m ucdir.weights install" in notes
     assert str(where) in notes
     with open(tmp_path / "run" / "results.csv") as f:
         (row,) = list(csv.DictReader(f))

@@ -52,7 +52,14 @@ def test_weightless_metrics_look_nothing_up(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(collection, builder, fail)
     metrics = Metrics(["psnr", "ssim", "ssim3d", "niqe"])
     metrics.update(random_images(1, 200, 200), random_images(1, 200, 200, seed=1))
-    assert set(metrics.compute().aggregate) == {"images", "psnr", "ssim", "ssim3d", "niqe"}
+    assert set(metrics.compute().aggregate) == {
+        "images",
+        "identical",
+        "psnr",
+        "ssim",
+        "ssim3d",
+        "niqe",
+    }
 
 
 def test_missing_weights_raise_or_skip_and_the_rest_is_computed() -> None:

