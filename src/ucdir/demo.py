@@ -39,12 +39,13 @@ from ucdir.types import PairBatch
 
 log = logging.getLogger(__name__)
 
-METRICS = ("psnr", "ssim", "niqe")
+METRICS = ("lpips", "psnr", "ssim", "niqe")
 
 
 def _score(image: Tensor, gt: Tensor) -> dict[str, float]:
-    """PSNR / SSIM (8-bit, per image) and NIQE: the scorer of `ucdir.evaluate`."""
-    scorer = Metrics(METRICS)
+    """LPIPS-Alex, PSNR / SSIM (8-bit, per image) and NIQE: the scorer of `ucdir.evaluate`
+    (LPIPS is left out, with one warning, when `python -m ucdir.weights install` has not run)."""
+    scorer = Metrics(METRICS, on_missing="skip")
     scorer.update(image, gt)
     values = scorer.compute().aggregate
     return {m: round(float(values[m]), 4) for m in METRICS if m in values}
@@ -134,11 +135,17 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The demo's rows as a Markdown table."""
-    lines = ["| Method | PSNR ↑ | SSIM ↑ | NIQE ↓ | seconds |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| Method | LPIPS ↓ | PSNR ↑ | SSIM ↑ | NIQE ↓ | seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         seconds = "–" if r["seconds"] is None else f"{r['seconds']:.1f}"
         niqe = f"{r['niqe']:.3f}" if "niqe" in r else "–"
-        lines.append(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {niqe} | {seconds} |")
+        lpips = f"{r['lpips']:.4f}" if "lpips" in r else "–"
+        lines.append(
+            f"| {r['method']} | {lpips} | {r['psnr']:.2f} | {r['ssim']:.4f} | {niqe} | {seconds} |"
+        )
     return "\n".join(lines)
 
 

@@ -215,3 +215,19 @@ def test_a_corrupt_converted_file_is_an_error_naming_it_and_the_command(
         build_lpips_alex()
     assert str(tmp_path / ALEXNET_LPIPS.name) in str(info.value)
     assert "python -m ucdir.weights install" in str(info.value)
+
+
+def test_the_scorer_reports_lpips_dists_and_lpips_vgg_with_the_published_values(
+    real_weights: Path, calibration
+) -> None:
+    """`Metrics` (evaluate, validation, the demo) on one pair, unquantized: the same numbers."""
+    from ucdir.metrics import Metrics
+
+    dist, ref = calibration
+    scorer = Metrics(["lpips", "dists", "lpips_vgg", "psnr"], quantize=False)
+    scorer.update(dist[:1], ref[:1])
+    values = scorer.compute().aggregate
+    assert abs(values["lpips"] - PUBLISHED["lpips"][0]) < TOLERANCE
+    assert abs(values["dists"] - PUBLISHED["dists"][0]) < TOLERANCE
+    assert 0 < values["lpips_vgg"] < 1
+    assert set(scorer.protocol()["metrics"]) == {"lpips", "dists", "lpips_vgg", "psnr"}

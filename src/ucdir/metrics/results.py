@@ -28,6 +28,8 @@ COLUMNS: tuple[tuple[str, str, str, int], ...] = (
     ("psnr", "PSNR", "PSNR ↑", 2),
     ("ssim", "SSIM", "SSIM ↑", 4),
     ("ssim3d", "SSIM-3D", "SSIM-3D ↑", 4),
+    ("dists", "DISTS", "DISTS ↓", 4),
+    ("lpips_vgg", "LPIPS-VGG", "LPIPS-VGG ↓", 4),
     ("niqe_pyiqa", "NIQE-pyiqa", "NIQE-pyiqa ↓", 4),
     ("seconds", "seconds", "s/image ↓", 2),
 )
