@@ -155,6 +155,11 @@ def test_pyiqa_niqe_is_built_from_a_local_file(
     )
     scores = build_pyiqa_niqe()(random_images(2, 192, 192))
     assert scores.shape == (2,) and np.isfinite(scores.numpy()).all()
+    # pyiqa is an optional extra (non-commercial licence): without it, a skip naming the extra
+    monkeypatch.setitem(sys.modules, "pyiqa.archs.niqe_arch", None)
+    with pytest.raises(MetricUnavailableError, match=r"ucdir\[pyiqa\]"):
+        build_pyiqa_niqe()
+    assert "niqe_pyiqa" in Metrics(["psnr", "niqe_pyiqa"], on_missing="skip").skipped
 
 
 @pytest.mark.parametrize("kind", ["random bytes", "truncated"])

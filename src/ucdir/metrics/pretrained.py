@@ -107,6 +107,12 @@ def build_pyiqa_niqe() -> PyiqaNIQE:
         MissingWeightsError: if the parameter file is not found.
     """
     path = find_weights(PYIQA_NIQE)
-    from pyiqa.archs.niqe_arch import NIQE
+    try:
+        from pyiqa.archs.niqe_arch import NIQE
+    except ModuleNotFoundError as err:
+        raise MetricUnavailableError(
+            f"niqe_pyiqa needs the pyiqa package ({err}): pip install 'ucdir[pyiqa]' (pyiqa is "
+            "non-commercial since 0.1.16; the paper's `niqe` needs nothing)"
+        ) from err
 
     return PyiqaNIQE(NIQE(pretrained_model_path=str(path))).eval()
