@@ -44,6 +44,17 @@ def stand_in_networks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(collection, "build_inception", stand_in_features)
 
 
+def _dists_weights_installed() -> bool:
+    from ucdir.metrics import MetricUnavailableError
+    from ucdir.metrics.perceptual import build_dists
+
+    try:
+        build_dists()
+    except MetricUnavailableError:
+        return False
+    return True
+
+
 def _metrics_csv(run_dir: Path) -> list[dict[str, str]]:
     with open(next(run_dir.glob("csv/*/metrics.csv"))) as f:
         return list(csv.DictReader(f))
@@ -74,6 +85,8 @@ def test_validation_logs_the_evaluate_metrics_to_csv_and_wandb(
     for metric in PAPER:
         assert f"val/{metric}" in logged and f"val/x_init/{metric}" in logged, sorted(logged)
     assert "val/kid_std" in logged
+    if _dists_weights_installed():  # DISTS with the real VGG16 (`python -m ucdir.weights install`)
+        assert "val/dists" in logged and "val/x_init/dists" in logged, sorted(logged)
     # the same numbers from `evaluate mode=score` on the saved validation images
     saved = tmp_path / "val_images" / "step0000002"
     for kind, prefix in (("restored", "val"), ("x_init", "val/x_init")):

@@ -24,8 +24,8 @@ from ucdir.types import PairBatch
 Objective = Callable[..., Loss]
 Scorer = Callable[..., Metrics]
 
-VAL_METRICS = ("psnr", "ssim", "niqe", "lpips", "fid", "kid")
-"""The validation default: the paper's six (those whose weights are missing are skipped)."""
+VAL_METRICS = ("psnr", "ssim", "niqe", "lpips", "dists", "fid", "kid")
+"""The validation default: the paper's six and DISTS (missing weights: that metric is skipped)."""
 SCORED = ("restored", "x_init")
 """What validation scores: the restoration (`val/<metric>`) and x_init (`val/x_init/<metric>`)."""
 

@@ -231,3 +231,15 @@ def test_the_scorer_reports_lpips_dists_and_lpips_vgg_with_the_published_values(
     assert abs(values["dists"] - PUBLISHED["dists"][0]) < TOLERANCE
     assert 0 < values["lpips_vgg"] < 1
     assert set(scorer.protocol()["metrics"]) == {"lpips", "dists", "lpips_vgg", "psnr"}
+
+
+def test_images_too_small_for_alexnet_are_reported_not_a_crash(real_weights: Path) -> None:
+    """AlexNet's strides need 31 px: a 16 px pair was a raw max_pool2d error."""
+    from ucdir.metrics import Metrics
+
+    small = torch.rand(2, 3, 16, 24)
+    scorer = Metrics(["lpips", "dists", "psnr"])
+    scorer.update(small, (small + 0.05).clamp(0, 1))
+    result = scorer.compute()
+    assert "lpips" not in result.aggregate and "31 px" in result.skipped["lpips"]
+    assert "dists" in result.aggregate and "psnr" in result.aggregate

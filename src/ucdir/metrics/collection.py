@@ -46,6 +46,8 @@ PER_IMAGE: tuple[str, ...] = (
     "lpips_vgg",
     "niqe_pyiqa",
 )
+MIN_SIDE = {"lpips": 31}
+"""The smallest image side a network metric can score (AlexNet's strides and pooling)."""
 PERCEPTUAL: dict[str, Callable[[], nn.Module]] = {}
 """The full-reference perceptual networks other than LPIPS-Alex, by metric name (filled below)."""
 Row = dict[str, "str | float"]
@@ -242,10 +244,14 @@ class Metrics:
         if any(m in fidelity for m in self.names):
             r, g = (prepare(x, self.color, self.crop_border) for x in (restored, gt))
             values.update({m: fn(r, g) for m, fn in fidelity.items() if m in self.names})
-        if self.lpips is not None:
-            values["lpips"] = self.lpips(restored, gt)
-        for name, net in self.perceptual.items():
-            values[name] = net(restored, gt)
+        nets = (
+            {"lpips": self.lpips, **self.perceptual} if self.lpips is not None else self.perceptual
+        )
+        for name, net in nets.items():
+            if min(restored.shape[-2:]) < MIN_SIDE.get(name, 0):  # reported as too small
+                values[name] = [math.nan] * b
+            else:
+                values[name] = net(restored, gt)
         if "niqe" in self.names:
             values["niqe"] = [_niqe_or_nan(x) for x in restored]
         if self.niqe_pyiqa is not None:
@@ -280,11 +286,13 @@ class Metrics:
             values = [float(r[m]) for r in rows]
             if unscored := sum(math.isnan(v) for v in values):
                 # a mean over some of the images would not compare with other runs: leave it out
-                skipped[m] = (
-                    f"{unscored} of {len(rows)} images are too small to score (NIQE needs two "
-                    f"{BLOCK_SIZE}×{BLOCK_SIZE} blocks, or two square blocks of the shorter side "
-                    "of a smaller image)"
+                need = (
+                    f"NIQE needs two {BLOCK_SIZE}×{BLOCK_SIZE} blocks, or two square blocks of the "
+                    "shorter side of a smaller image"
+                    if m == "niqe"
+                    else f"{m} needs at least {MIN_SIDE.get(m, 0)} px on each side"
                 )
+                skipped[m] = f"{unscored} of {len(rows)} images are too small to score ({need})"
                 continue
             aggregate[m] = sum(values) / len(values)
             if m == "psnr":
