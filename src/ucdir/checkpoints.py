@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from torch import nn
+from torch import Tensor, nn
 
 from ucdir.callbacks.config import CONFIG_KEY
 
@@ -75,9 +75,10 @@ def unsafe_checkpoint(path: str | Path, err: pickle.UnpicklingError) -> UnsafeCh
     )
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """Reads a checkpoint file on the CPU, weights only, with a clear error when it is missing,
-    empty, truncated or holds anything but tensors and plain data.
+    empty, truncated or holds anything but tensors and plain data. `mmap=True` maps the tensors
+    instead of reading them (for a look at the plain data of a large checkpoint).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -87,18 +88,22 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     p = check_checkpoint_file(path)
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise unsafe_checkpoint(p, e) from e
     except Exception as e:  # torch raises several types for corrupt files
         raise ValueError(f"ckpt_path: cannot read checkpoint {str(p)!r}: {e}") from e
 
 
+def count_nonfinite(tensor: Tensor) -> int:
+    """How many values of a floating-point tensor are NaN or infinite (0 for other dtypes)."""
+    return int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
+
+
 def check_finite(module: nn.Module, path: str | Path, prefix: str = "") -> None:
     """Raises if any weight of `module` (loaded from `path`) is NaN or infinite, naming it."""
     for name, tensor in module.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            bad = int((~torch.isfinite(tensor)).sum())
+        if bad := count_nonfinite(tensor):
             raise ValueError(
                 f"{path}: weight {prefix}{name!s} has {bad} non-finite value(s) (NaN or inf): "
                 "the checkpoint is corrupt; nothing was restored"

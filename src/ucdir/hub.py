@@ -22,8 +22,11 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
+from ucdir.checkpoints import count_nonfinite
 from ucdir.from_file import UnsafeConfigError, build, build_networks, check, check_plain
 
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
 SHIPPED_DIR = Path(__file__).resolve().parent / "assets" / "models"
 """Models shipped inside the package, one exported folder per name (`pretrained=<name>`)."""
 
@@ -166,8 +169,6 @@ class UCDIR(
         return cls.load(model_id, **hub)
 
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 MAX_CONFIG_BYTES = 1 << 20
 """A model's `config.json` is a few kB; a larger one is refused before it is read."""
 
@@ -236,8 +237,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
                         f"{list(state[key].shape)}"
                     )
                 tensor = f.get_tensor(key)
-                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                    bad = int((~torch.isfinite(tensor)).sum())
+                if bad := count_nonfinite(tensor):
                     raise ValueError(
                         f"{path}: tensor {key!r} has {bad} non-finite value(s) (NaN or inf): "
                         "the file is corrupt; nothing was loaded"
@@ -254,7 +254,7 @@ def shipped_models() -> list[str]:
     """Names of the models shipped inside the package."""
     if not SHIPPED_DIR.is_dir():
         return []
-    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file())
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
 
 
 def resolve_pretrained(name_or_path: str | Path) -> str:
@@ -266,7 +266,7 @@ def resolve_pretrained(name_or_path: str | Path) -> str:
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / CONFIG_FILE).is_file():
             raise PretrainedNotFoundError(
                 f"pretrained={name_or_path!s}: the folder has no config.json (export a checkpoint "
                 "with `python -m ucdir.export ckpt_path=… output=…`)"

@@ -133,7 +133,8 @@ def check_resume(cfg: DictConfig, trainer: L.Trainer) -> None:
     check_run_folder(last_checkpoint_path(trainer).parent, resume_from)
     if resume_from is None:
         return
-    ckpt = read_checkpoint(resume_from)  # weights only; the clear errors of a bad file
+    # weights only, the clear errors of a bad file; tensors mapped, not read (Lightning reads them)
+    ckpt = read_checkpoint(resume_from, mmap=True)
     try:
         stored = run_config(ckpt)
     except ValueError as err:

@@ -40,7 +40,7 @@ from ucdir.checkpoints import file_hash
 from ucdir.config_files import CONFIG_DIR, config_dir
 from ucdir.data.images import image_size, read_image
 from ucdir.device import resolve_device
-from ucdir.hub import shipped_models
+from ucdir.hub import CONFIG_FILE, WEIGHTS_FILE, shipped_models
 from ucdir.restore.cli import _scalars, choose_sampler, load_model
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import input_kind, list_inputs
@@ -68,7 +68,7 @@ def _inside(path: Path, folders: Iterable[Path]) -> Path | None:
     target = path.expanduser().resolve()
     for folder in folders:
         root = folder.expanduser().resolve()
-        if target == root or root in target.parents:
+        if target.is_relative_to(root):
             return folder
     return None
 
@@ -79,7 +79,7 @@ def exported_models(models_dir: Path) -> dict[str, str]:
     return {
         p.name: str(p)
         for p in sorted(models_dir.absolute().iterdir())
-        if (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+        if (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()
     }
 
 

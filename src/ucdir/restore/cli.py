@@ -55,7 +55,7 @@ def load_model(
     `task` when known) and the weights file (hashed into the sidecars)."""
     check_model_source(ckpt_path, pretrained)
     if pretrained is not None:
-        from ucdir.hub import UCDIR, resolve_pretrained
+        from ucdir.hub import UCDIR
 
         model = UCDIR.load(pretrained)
         config = {
@@ -66,7 +66,7 @@ def load_model(
             },
             "task": model.task,
         }
-        weights = Path(model.weights_file or resolve_pretrained(pretrained))
+        weights = Path(str(model.weights_file))  # set by `load`
         return (
             model.predictor.to(device).eval(),
             model.denoiser.to(device).eval(),
