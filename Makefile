@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install format lint test test-fast test-gpu stats demo app bench ablation-table clean
+.PHONY: help install format lint test test-fast test-gpu gpu-check gpu-wheels stats demo app bench ablation-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,23 @@ test-fast: $(STAMP) ## the inner loop: skip tests marked slow
 test-gpu: $(STAMP) ## only the tests that need CUDA (exits 0 with a skip line without one)
 	@$(PY) -c "import torch; print('CUDA devices:', torch.cuda.device_count() if torch.cuda.is_available() else 'none: the gpu tests are skipped')"
 	$(PY) -m pytest -m gpu
+
+# The GPU check runs where no .venv is (a bare GPU machine with its own PyTorch): python3 there.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+# What a bare GPU image lacks of our dependencies (antlr4 is an sdist: built into a wheel here).
+GPU_WHEELS := hydra-core==1.3.8 omegaconf==2.3.1 diffusers==0.42.1 kornia==0.9.0 kornia_rs==0.2.0 \
+	rawpy==0.28.0 torch-fidelity==0.4.0 torchdata==0.11.0 lpips==0.1.4
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
+
+gpu-check: ## the prepared GPU check: one table + outputs/gpu-check.json (no CUDA: a dry run, exit 0)
+	PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PYTHON) -m ucdir.bench.gpu
+
+gpu-wheels: $(STAMP) ## download the wheels gpu-check installs on a bare GPU machine into .whl/ (ignored)
+	mkdir -p .whl
+	$(VENV)/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(foreach p,$(GPU_PLATFORMS),--platform $(p)) -d .whl $(GPU_WHEELS)
+	$(VENV)/bin/pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
+	@ls .whl
 
 demo: $(STAMP) ## the main job: train the demo model on the embedded samples (CPU, minutes), restore, report
 	$(PY) -m ucdir.demo

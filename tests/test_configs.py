@@ -6,6 +6,7 @@ import pytest
 from hydra.utils import instantiate
 
 from tests.conftest import CONFIGS, compose
+from ucdir.precision import trainer_precision
 
 GROUPS = [
     "model",
@@ -70,6 +71,9 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     if group in ("logger", "callbacks"):
         objects = [instantiate(v) for v in value.values()]
         assert all(o is not None for o in objects)
+    elif group == "trainer":  # precision=auto is resolved by the train command (ucdir.precision)
+        chosen = trainer_precision(value.get("precision"), value.get("accelerator"))
+        assert instantiate(value, precision=chosen) is not None
     else:
         assert instantiate(value) is not None
 

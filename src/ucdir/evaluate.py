@@ -62,6 +62,7 @@ from ucdir.metrics import (
     write_results,
 )
 from ucdir.overrides import reports_user_errors, run_command
+from ucdir.precision import prepare, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -258,9 +259,12 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
             "pretrained=<exported folder | shipped model | user/repo>"
         )
     device = resolve_device(str(cfg.device))
+    precision = resolve_precision(str(cfg.get("precision", "auto")), device)
     predictor, denoiser, run_cfg, _ = load_model(
         cfg.get("ckpt_path"), cfg.get("pretrained"), device
     )
+    for net in (predictor, denoiser):
+        prepare(net, precision, device)
     sampler = choose_sampler(cfg.sampler, run_cfg)
     patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
     datamodule = instantiate(cfg.data)
@@ -297,6 +301,7 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
             scalars=scalars,
             guidance=guidance,
             num_samples=num_samples,
+            precision=precision,
         )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -324,7 +329,8 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
         "num_samples": num_samples,
         "patch": None if patch is None else repr(patch),
         "images": seen,
-        "seconds": "wall time of restore() per image on " + str(device),
+        "precision": precision,
+        "seconds": f"wall time of restore() per image on {device} ({precision})",
         **metrics.protocol(),
         "skipped": {k: v for r in results.values() for k, v in r.skipped.items()},
     }

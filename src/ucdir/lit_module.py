@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,12 +15,15 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ucdir.data.order import seed_batch
+from ucdir.device import compile_unavailable
 from ucdir.diffusion.memory import AutoPatchSplit
 from ucdir.diffusion.objective import Loss
 from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit
 from ucdir.metrics import Metrics, MetricsResult
 from ucdir.restore import Restoration, SamplerLike, restore
 from ucdir.types import PairBatch
+
+log = logging.getLogger(__name__)
 
 Objective = Callable[..., Loss]
 Scorer = Callable[..., Metrics]
@@ -91,7 +95,7 @@ class UCDIRLitModule(L.LightningModule):
         compile: `torch.compile` the denoiser's forward in place (`model.compile=true`; the
             weights keep their names, so checkpoints and exports are unchanged).
         channels_last: keep weights and training batches channels-last (faster convolutions
-            on tensor cores); None = on CUDA only.
+            on tensor cores and AMX); None = on CUDA, and on the CPU under bf16 precision.
     """
 
     def __init__(
@@ -126,16 +130,24 @@ class UCDIRLitModule(L.LightningModule):
         self.scores: dict[str, Metrics] = {}  # built on first use: not part of the checkpoint
         self.results: dict[str, dict[str, MetricsResult]] = {}
         self._seen = 0
+        self._nonfinite: Tensor | None = None  # any non-finite loss since the host last looked
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_predictor:
             self.predictor.eval()
 
     def setup(self, stage: str) -> None:
-        if (
-            self.compile_denoiser
-        ):  # (not configure_model: Lightning's EMA refuses models that define it)
-            self.denoiser.compile()
+        # (not configure_model: Lightning's EMA refuses models that define it)
+        if self.compile_denoiser and not getattr(self, "_compile_checked", False):
+            self._compile_checked = True
+            # the trainer's device: setup runs before Lightning moves the model there
+            trainer = self._trainer
+            device = trainer.strategy.root_device if trainer is not None else self.device
+            reason = compile_unavailable(device)
+            if reason is not None:
+                log.warning("model.compile=true: %s; the denoiser runs eagerly", reason)
+            else:
+                self.denoiser.compile()
 
     def on_fit_start(self) -> None:
         if self._channels_last():
@@ -153,13 +165,7 @@ class UCDIRLitModule(L.LightningModule):
                 lq=batch.lq.contiguous(memory_format=fmt), gt=batch.gt.contiguous(memory_format=fmt)
             )
         out = self.objective(self.predictor, self.denoiser, batch.lq, batch.gt, batch.scalars)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(
-                f"non-finite training loss {float(out.loss.detach())} at step {self.global_step} "
-                f"(main {float(out.main.detach())}, aux {float(out.aux.detach())}); lower the "
-                "learning rate, use "
-                "trainer.gradient_clip_val=1.0, or check the data"
-            )
+        self._check_finite(out)
         self.log("train/loss", out.loss, prog_bar=True)
         self.log("train/main", out.main)
         if out.aux.requires_grad:
@@ -168,6 +174,29 @@ class UCDIRLitModule(L.LightningModule):
             if name != "aux":
                 self.log(f"train/{name}", value)
         return out.loss
+
+    def _check_finite(self, out: Loss) -> None:
+        """Raises on a non-finite loss. Reading a CUDA tensor on the host waits for the GPU, so
+        there the step only records it on the device and the host looks every
+        `trainer.log_every_n_steps` steps (when Lightning's logging reads the loss anyway); on
+        a CPU it looks every step."""
+        bad = ~torch.isfinite(out.loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        trainer, every = self._trainer, 1
+        step = trainer.global_step + 1 if trainer is not None else 1
+        if trainer is not None and self.device.type == "cuda":
+            every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
+            if step % every and step < int(trainer.max_steps or 0):
+                return
+        if bool(self._nonfinite):
+            self._nonfinite = None
+            window = f"step {step - 1}" if every == 1 else f"steps up to {step - 1}"
+            raise FloatingPointError(
+                f"non-finite training loss {float(out.loss.detach())} at {window} "
+                f"(main {float(out.main.detach())}, aux {float(out.aux.detach())}); lower the "
+                "learning rate, use trainer.gradient_clip_val=1.0, or check the data"
+            )
+        self._nonfinite = None
 
     def on_validation_epoch_start(self) -> None:
         self._start_scoring()
@@ -196,8 +225,10 @@ class UCDIRLitModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def _channels_last(self) -> bool:
-        if self.channels_last is None:
-            return self.device.type == "cuda"
+        if self.channels_last is None:  # CUDA, or bf16 autocast on the CPU (oneDNN's bf16 layout)
+            trainer = self._trainer
+            bf16 = trainer is not None and str(trainer.precision).startswith("bf16")
+            return self.device.type == "cuda" or bf16
         return self.channels_last
 
     def num_parameters(self) -> dict[str, int]:

@@ -36,6 +36,7 @@ from ucdir.checkpoints import (
 from ucdir.config_files import CONFIG_DIR
 from ucdir.lit_module import UCDIRLitModule
 from ucdir.overrides import reports_user_errors, run_command
+from ucdir.precision import trainer_precision
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,12 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, UCDIRLitModule, L.Tra
     config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     callbacks.append(StoreConfig(config, choices=_choices()))
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        precision=trainer_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator")),
+    )
     # after Lightning's ordering (ModelCheckpoints last): the stop's save sees every update
     trainer.callbacks.append(StopOnSignal())  # type: ignore[attr-defined]
     return datamodule, model, trainer

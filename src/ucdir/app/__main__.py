@@ -131,6 +131,7 @@ def settings(cfg: DictConfig) -> Settings:
         max_pixels=int(cfg.max_pixels),
         models=models,
         device=str(cfg.device),
+        precision=str(cfg.get("precision", "auto")),
     )
 
 

@@ -41,6 +41,7 @@ from ucdir.config_files import CONFIG_DIR, config_dir
 from ucdir.data.images import image_size, read_image
 from ucdir.device import resolve_device
 from ucdir.hub import CONFIG_FILE, WEIGHTS_FILE, shipped_models
+from ucdir.precision import Precision, prepare, resolve_precision
 from ucdir.restore.cli import _scalars, choose_sampler, load_model
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import input_kind, list_inputs
@@ -217,7 +218,13 @@ class Choices:
             out.append(f"patch.tile={self.tile}")
         return out
 
-    def command(self, input_name: str, output: str = "restored/", device: str = "auto") -> str:
+    def command(
+        self,
+        input_name: str,
+        output: str = "restored/",
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> str:
         """The `python -m ucdir.restore …` command line that writes the same result."""
         args = [
             _override("pretrained", self.pretrained),
@@ -227,6 +234,8 @@ class Choices:
         ]
         if device != "auto":
             args.append(f"device={device}")
+        if precision != "auto":
+            args.append(f"precision={precision}")
         return "python -m ucdir.restore " + " ".join(shlex.quote(a) for a in args)
 
 
@@ -262,8 +271,9 @@ class Model(NamedTuple):
 
 
 @functools.lru_cache(maxsize=4)
-def cached_model(pretrained: str, device: str) -> Model:
-    """The networks of `pretrained=`, loaded once per (name, device) for the app's lifetime.
+def cached_model(pretrained: str, device: str, precision: Precision = "fp32") -> Model:
+    """The networks of `pretrained=`, loaded once per (name, device, precision) for the app's
+    lifetime, their weights in the layout of `precision` (`ucdir.precision.prepare`).
 
     `pretrained` must come from `ModelAllowList.source`: this loads whatever it names.
 
@@ -281,6 +291,8 @@ def cached_model(pretrained: str, device: str) -> Model:
             "task=sid task.input=packed), not the RGB images this app reads: choose an RGB model "
             "such as jpeg-cpu, or restore raw files with python -m ucdir.restore"
         )
+    for net in (predictor, denoiser):
+        prepare(net, precision, torch.device(device))
     return Model(predictor, denoiser, run_cfg, weights, file_hash(weights))
 
 
@@ -340,6 +352,7 @@ def restore_upload(
     models: ModelAllowList,
     max_pixels: int,
     device: str = "auto",
+    precision: str = "auto",
     name: str | None = None,
     report: Report | None = None,
     cancel: threading.Event | None = None,
@@ -354,6 +367,7 @@ def restore_upload(
             before anything is read.
         max_pixels: larger uploads are refused from their header, before decoding.
         device: `auto`, `cpu`, `cuda`, ... (as the restore command's `device=`).
+        precision: `auto`, `fp32`, `bf16` (as the restore command's `precision=`).
         name: the file's name as the user knows it (default: the upload's name).
         report: progress callback over sampler steps and tiles.
         cancel: stops the restoration at the next tile when set.
@@ -372,14 +386,15 @@ def restore_upload(
     except InputError as err:
         raise _input_error(err, src, name) from err
     dev = resolve_device(device)
-    model = cached_model(choices.pretrained, str(dev))
+    prec = resolve_precision(precision, dev)
+    model = cached_model(choices.pretrained, str(dev), prec)
     try:
         lq = torch.from_numpy(read_image(src, "input", max_pixels)).permute(2, 0, 1)[None].to(dev)
     except (ValueError, FileNotFoundError) as err:
         raise _input_error(err, src, name) from err
     out = Path(out_dir) / f"{Path(name).stem}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cfg = restore_config([*choices.overrides(), f"device={device}"])
+    cfg = restore_config([*choices.overrides(), f"device={device}", f"precision={precision}"])
     cfg.pretrained, cfg.input, cfg.output = choices.pretrained, str(src), str(out.parent)
     cfg.paths.output_dir = str(out.parent)  # the run folder, outside `python -m` too
     try:
@@ -409,14 +424,16 @@ def restore_upload(
             guidance=choices.guidance,
             num_samples=choices.num_samples,
             callback=progress.on_step,
+            precision=prec,
         )
     except RuntimeError as err:
         if isinstance(err, CancelRequestedError):
             raise
         raise InputError(f"{name}: model {choices.pretrained!r} cannot restore it: {err}") from err
     made_by = Provenance(
-        cfg, model.run_cfg, model.weights, model.sha256, sampler, patch, scalars, dev
-    )
+        cfg, model.run_cfg, model.weights, model.sha256, sampler, patch, scalars, dev,
+        precision=prec,
+    )  # fmt: skip
     sidecar = save_restoration(result, src, out, int(cfg.bits), made_by)
     files = [out, out.with_suffix(".json")]
     if result.mean is not None:
@@ -428,6 +445,6 @@ def restore_upload(
         mean=None if result.mean is None else _image(result.mean),
         std=None if result.std is None else _image(result.std),
         sidecar=sidecar,
-        command=choices.command(name, device=device),
+        command=choices.command(name, device=device, precision=precision),
         files=files,
     )

@@ -41,6 +41,7 @@ class Settings:
         max_pixels: larger uploads are refused from their header.
         models: the models visitors may choose; every request is checked against it.
         device: `auto`, `cpu`, `cuda`, ...
+        precision: `auto`, `fp32`, `bf16` (`ucdir.precision`).
     """
 
     choices: Choices
@@ -48,6 +49,7 @@ class Settings:
     max_pixels: int
     models: ModelAllowList
     device: str = "auto"
+    precision: str = "auto"
 
 
 def _uint8(image: np.ndarray) -> np.ndarray:
@@ -245,6 +247,7 @@ def build_app(settings: Settings) -> gr.Blocks:
                                 models=settings.models,
                                 max_pixels=settings.max_pixels,
                                 device=settings.device,
+                                precision=settings.precision,
                                 report=report,
                                 cancel=cancel,
                             )

@@ -3,9 +3,10 @@
 For every model in `models` (configs/model/<name>.yaml), the figures (configs/bench.yaml), one
 module each:
 
-- `forward`: the diffusion network's forward time (median after warm-up, batch 1, eval, no_grad)
-  and achieved MAC/s (MACs counted as `ucdir.stats`), next to the official network's CPU times
-  (notes §9.3: 2 threads, exact size, median of 5, the range over three runs);
+- `forward`: the diffusion network's fp32 forward time, contiguous and channels-last (median after
+  warm-up, batch 1, eval, no_grad) and achieved MAC/s (MACs counted as `ucdir.stats`), next to
+  the official AKGM formulation measured in the same run and the official network's CPU times
+  (notes §9.3: an AVX2 machine, 2 threads, exact size, the range over three runs);
 - `restore`: one `restore()` (predictor + N sampler steps) per megapixel, for each sampler;
 - `patch`: one noise-prediction call on a height × width image, tiled (`PatchSplit`) and whole,
   and the peak memory of each;
@@ -13,7 +14,9 @@ module each:
   random batches; no data loading), samples per second at the per-device batch;
 - `akgm`: one AKGM layer at the model's first-level width on a size² tile, the earlier
   multiply-and-sum fusion next to the batched matmul: time and peak memory;
-- `precision`: fp32 vs bf16 autocast, with and without channels_last (forward and training);
+- `precision`: fp32 vs bf16 autocast, with and without channels_last, side by side: forward,
+  restoration with 1 and 10 network calls, training step (`ucdir.precision` is what the commands
+  use);
 - `data` (module `data_pipeline`): the training loader alone (samples/s for loader workers ×
   ``data.crops_per_image`` × ``data.cache``) next to one training step at the same crop/batch.
 
@@ -22,8 +25,27 @@ Every time comes from `timing.timed`; every memory figure from `memory.measure`:
 configuration (Linux VmHWM, reset before the call) and what the call added to it. `run.bench`
 runs the figures; `run.to_markdown` prints one Markdown table per figure (`table.Table`), then
 `main` prints the whole result as one JSON line.
+
+`python -m ucdir.bench.gpu` (`make gpu-check`, module `gpu`) is the prepared check of a GPU
+machine: the CUDA tests, full-size training throughput, a real short training, 1024² restoration
+and bf16 numerics in one table and one JSON.
 """
 
-from ucdir.bench.run import SECTIONS, bench, by_device, to_markdown
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ucdir.bench.run import SECTIONS, bench, by_device, to_markdown
 
 __all__ = ["SECTIONS", "bench", "by_device", "to_markdown"]
+
+
+def __getattr__(name: str) -> Any:
+    """The figures' names on first use: `python -m ucdir.bench.gpu` imports this package on a
+    bare GPU machine before it has installed hydra (`ucdir.bench.run` needs it)."""
+    if name in __all__:
+        from ucdir.bench import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
-"""Figure "precision": fp32 vs bf16 autocast, each with and without channels_last (forward time
-and training throughput)."""
+"""Figure "precision": fp32 vs bf16 autocast (`ucdir.precision`), each with contiguous and
+channels-last weights, side by side: the diffusion network's forward, one whole-image restoration
+with 1 and 10 network calls, and one training step."""
 
 from __future__ import annotations
 
@@ -7,14 +8,21 @@ import statistics
 from functools import partial
 
 import torch
+from hydra.utils import instantiate
 from torch import Tensor
 
-from ucdir.bench.networks import BenchModel, eps_inputs, precision
+from ucdir.bench.networks import BenchModel, compose_run, eps_inputs, precision
 from ucdir.bench.table import Row, Table
 from ucdir.bench.timing import timed
 from ucdir.bench.training import bench_train
 from ucdir.models import ConditionalUNet
 from ucdir.types import Cond
+
+MODES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+"""(precision, channels_last): fp32 contiguous first (the reference of the speed-ups)."""
+SAMPLERS = {"1 call": ("distilled", 1), "10 calls": ("dpmpp", 10)}
+"""The restorations timed: a one-call restorer (a distilled student, a regression) and the
+10-step DPM-Solver++."""
 
 
 @torch.no_grad()
@@ -25,6 +33,33 @@ def _forward(
         return denoiser(x_t, gamma, cond)
 
 
+def _restore_seconds(model: BenchModel, size: int, bf16: bool, repeats: int) -> dict[str, float]:
+    """Median seconds of one whole-image `restore()` at size² with each of `SAMPLERS`."""
+    from ucdir.restore import restore  # diffusers is slow to import
+
+    gen = torch.Generator().manual_seed(0)
+    s_in = size // model.predictor.upscale
+    lq = torch.rand(1, model.predictor.in_channels, s_in, s_in, generator=gen).to(model.device)
+    out = {}
+    for label, (name, steps) in SAMPLERS.items():
+        cfg = compose_run([f"model={model.name}", f"sampler={name}", f"sampler.steps={steps}"])
+        sampler = instantiate(cfg.sampler)
+
+        def call(sampler: object = sampler) -> None:
+            restore(
+                lq,
+                model.predictor,
+                model.denoiser,
+                sampler,  # type: ignore[arg-type]
+                None,
+                torch.Generator(device=model.device).manual_seed(0),
+                precision="bf16" if bf16 else "fp32",
+            )
+
+        out[label] = statistics.median(timed(call, 1, repeats, model.device))
+    return out
+
+
 def bench_precision(
     model: BenchModel,
     size: int,
@@ -33,37 +68,56 @@ def bench_precision(
     crop: int,
     batch_size: int,
     train_steps: int,
+    restore_size: int,
 ) -> list[Row]:
-    """fp32 vs bf16 autocast, each with and without channels_last: forward time at size² and
-    training throughput (`train_steps` timed steps after one warm-up)."""
+    """Each of `MODES`: forward time at size², restoration time at restore_size² (1 and 10
+    calls) and training throughput (`train_steps` timed steps after one warm-up)."""
     rows: list[Row] = []
-    for bf16 in (False, True):
-        for channels_last in (False, True):
-            denoiser = model.denoiser.to(
-                memory_format=torch.channels_last if channels_last else torch.contiguous_format
-            )
-            x_t, gamma, cond = eps_inputs(denoiser, size, size, model.device, channels_last)
-            forward = partial(_forward, denoiser, x_t, gamma, cond, bf16)
-            seconds = statistics.median(timed(forward, warmup, repeats, model.device))
-            trained = bench_train(model, crop, batch_size, 1, train_steps, bf16, channels_last)
-            rows.append(
-                {
-                    "dtype": "bf16 autocast" if bf16 else "fp32",
-                    "channels_last": channels_last,
-                    "size": size,
-                    "forward_seconds": seconds,
-                    "forward_speedup": (rows[0]["forward_seconds"] / seconds) if rows else 1.0,
-                    "train_samples_per_s": trained["samples_per_s"],
-                    "train_peak_mib": trained["peak_mib"],
-                }
-            )
+    for dtype, channels_last in MODES:
+        bf16 = dtype == "bf16"
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        denoiser = model.denoiser.to(memory_format=fmt)
+        model.predictor.to(memory_format=fmt)
+        x_t, gamma, cond = eps_inputs(denoiser, size, size, model.device, channels_last)
+        forward = partial(_forward, denoiser, x_t, gamma, cond, bf16)
+        seconds = statistics.median(timed(forward, warmup, repeats, model.device))
+        restored = _restore_seconds(model, restore_size, bf16, 1)
+        trained = bench_train(model, crop, batch_size, 1, train_steps, bf16, channels_last)
+        first = rows[0] if rows else None
+        rows.append(
+            {
+                "dtype": "bf16 autocast" if bf16 else "fp32",
+                "channels_last": channels_last,
+                "size": size,
+                "forward_seconds": seconds,
+                "forward_speedup": first["forward_seconds"] / seconds if first else 1.0,
+                "restore_size": restore_size,
+                "restore_1_seconds": restored["1 call"],
+                "restore_10_seconds": restored["10 calls"],
+                "restore_speedup": (first["restore_10_seconds"] / restored["10 calls"])
+                if first
+                else 1.0,
+                "train_seconds_per_step": trained["seconds_per_step"],
+                "train_samples_per_s": trained["samples_per_s"],
+                "train_speedup": (trained["samples_per_s"] / first["train_samples_per_s"])
+                if first
+                else 1.0,
+                "train_peak_mib": trained["peak_mib"],
+            }
+        )
     model.denoiser.to(memory_format=torch.contiguous_format)
+    model.predictor.to(memory_format=torch.contiguous_format)
     return rows
 
 
 TABLE = Table(
-    "Precision and memory format:",
+    "Precision and memory format, side by side (speed-ups against fp32 contiguous; "
+    "restoration: predictor + 1 call (distilled sampler) or 10 calls (DPM-Solver++), whole "
+    "image; training: objective + backward + AdamW, the train section's crop and batch):",
     [("precision", "{dtype}"), ("channels_last", "{channels_last}"), ("input", "{size}²"),
-     ("forward s", "{forward_seconds:.4f}"), ("speed-up", "{forward_speedup:.2f}"),
-     ("train samples / s", "{train_samples_per_s:.2f}")],
+     ("forward s", "{forward_seconds:.4f}"), ("× fwd", "{forward_speedup:.2f}"),
+     ("restore", "{restore_size}²"), ("1 call s", "{restore_1_seconds:.3f}"),
+     ("10 calls s", "{restore_10_seconds:.3f}"), ("× restore", "{restore_speedup:.2f}"),
+     ("train s / step", "{train_seconds_per_step:.3f}"),
+     ("train samples / s", "{train_samples_per_s:.2f}"), ("× train", "{train_speedup:.2f}")],
 )  # fmt: skip

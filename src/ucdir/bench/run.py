@@ -33,7 +33,7 @@ TABLES: dict[str, Table] = {
     "data": data_pipeline.TABLE,
 }
 SECTIONS = tuple(TABLES)
-"""The figures, in the order of the default list (`precision` only by default on CUDA)."""
+"""The figures, in the order of the default list."""
 
 
 def by_device(value: Any, device: torch.device) -> Any:
@@ -59,10 +59,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = int(cfg.threads or cores or 1)
     torch.set_num_threads(threads)
-    if cfg.sections is None:
-        sections = [s for s in SECTIONS if s != "precision" or device.type == "cuda"]
-    else:
-        sections = list(cfg.sections)
+    sections = list(SECTIONS) if cfg.sections is None else list(cfg.sections)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
@@ -110,7 +107,14 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             log.info("%s: precision", name)
             q = cfg.precision
             entry["precision"] = precision.bench_precision(
-                model, q.size, q.warmup, q.repeats, crop, batch_size, q.train_steps
+                model,
+                q.size,
+                q.warmup,
+                q.repeats,
+                crop,
+                batch_size,
+                q.train_steps,
+                int(by_device(q.restore_size, device)),
             )
         if "data" in sections:
             log.info("%s: data pipeline", name)

@@ -30,6 +30,7 @@ from ucdir.checkpoints import (
 )
 from ucdir.device import resolve_device
 from ucdir.from_file import build_networks
+from ucdir.precision import prepare, resolve_precision
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import InputKind, check_source, input_kind, list_inputs, load_input
 from ucdir.restore.outputs import (
@@ -196,11 +197,17 @@ def run(cfg: DictConfig) -> list[Path]:
     num_samples = int(cfg.num_samples)
     repair_nonfinite = bool(cfg.get("repair_nonfinite", False))
     device = resolve_device(str(cfg.device))
+    precision = resolve_precision(str(cfg.get("precision", "auto")), device)
     source, out_dir = Path(str(cfg.input)), Path(str(cfg.output))
     check_source(source)
     check_model_source(cfg.ckpt_path, cfg.pretrained)
     check_output_dir(out_dir)
     predictor, denoiser, run_cfg, weights = load_model(cfg.ckpt_path, cfg.pretrained, device)
+    for net in (predictor, denoiser):
+        prepare(net, precision, device)
+    log.info(
+        "restoring on %s in %s (precision=%s)", device, precision, cfg.get("precision", "auto")
+    )
     task = dict(run_cfg.get("task") or {})
     kind = input_kind(int(getattr(denoiser, "lq_channels", 3)))
     ratio = _exposure_ratio(cfg, kind, task)
@@ -243,6 +250,7 @@ def run(cfg: DictConfig) -> list[Path]:
             guidance=float(cfg.guidance),
             num_samples=num_samples,
             callback=_progress(steps),
+            precision=precision,
         )
         steps.close()
         made_by = Provenance(
@@ -257,6 +265,7 @@ def run(cfg: DictConfig) -> list[Path]:
             kind,
             ratio,
             loaded.repaired,
+            precision,
         )
         save_restoration(result, src, out, bits, made_by)
     if failed:

@@ -12,6 +12,7 @@ from ucdir.diffusion.memory import AutoPatchSplit
 from ucdir.diffusion.objective import from_diffusion, make_cond, to_diffusion
 from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit, crop_cond, map_predictor
 from ucdir.diffusion.sampling import StepCallback
+from ucdir.precision import Precision, autocast
 from ucdir.types import Cond, EpsFn
 
 
@@ -102,6 +103,7 @@ def restore(
     guidance: float = 0.0,
     num_samples: int = 1,
     callback: StepCallback | None = None,
+    precision: Precision = "fp32",
 ) -> Restoration:
     """Restores a batch: x_init = u(lq), r0 sampled by the diffusion, restored = x_init + r0.
 
@@ -117,9 +119,41 @@ def restore(
         guidance: fidelity–realness scale ≥ 0 (0 = the paper's sampler).
         num_samples: samples per input; > 1 also returns their mean and standard deviation.
         callback: called with (step, x_t) after every sampler step of every sample.
+        precision: ``fp32``, or ``bf16``: the networks run under bf16 autocast (one context for
+            the whole restoration), their outputs and everything else stay fp32
+            (`ucdir.precision`; the caller puts the weights channels-last with `prepare`).
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
+    with autocast(precision, lq.device):
+        return _restore(
+            lq, predictor, denoiser, sampler, patch, generator, scalars, guidance, num_samples,
+            callback,
+        )  # fmt: skip
+
+
+def _fp32(eps_fn: EpsFn) -> EpsFn:
+    """`eps_fn` with an output of x_t's dtype (a network under autocast returns bf16): the
+    sampler's arithmetic and the residual stay in fp32 (fp64 in the tests)."""
+
+    def call(x_t: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
+        return eps_fn(x_t, gamma, cond).to(x_t.dtype)
+
+    return call
+
+
+def _restore(
+    lq: Tensor,
+    predictor: nn.Module,
+    denoiser: EpsFn,
+    sampler: SamplerLike,
+    patch: PatchSplit | AutoPatchSplit | NaivePatchSplit | None,
+    generator: torch.Generator | None,
+    scalars: Tensor | None,
+    guidance: float,
+    num_samples: int,
+    callback: StepCallback | None,
+) -> Restoration:
     if isinstance(patch, AutoPatchSplit):
         s = int(getattr(predictor, "upscale", 1))
         h, w = lq.shape[-2:]
@@ -127,9 +161,9 @@ def restore(
         if not isinstance(denoiser, nn.Module):
             raise ValueError("patch=auto measures the denoiser's memory: it must be an nn.Module")
         patch = patch.resolve(denoiser, probe)
-    x_init = _predict(predictor, to_diffusion(lq), patch)
+    x_init = _predict(predictor, to_diffusion(lq), patch).to(lq.dtype)
     cond = make_cond(to_diffusion(lq), x_init, scalars)
-    eps_fn = fidelity_guidance(denoiser, guidance)
+    eps_fn = _fp32(fidelity_guidance(_fp32(denoiser), guidance))
     if isinstance(patch, PatchSplit):
         eps_fn = patch.wrap(eps_fn)
     samples = []

@@ -44,6 +44,7 @@ class Provenance(NamedTuple):
         device: where it ran.
         input_kind: ``image`` or ``raw``; `exposure_ratio` the raw gain (None for images).
         repaired_nonfinite: NaN / ±inf input values replaced (`repair_nonfinite=true`).
+        precision: ``fp32`` or ``bf16`` (autocast), as `precision=` resolved (`ucdir.precision`).
     """
 
     cfg: DictConfig
@@ -57,6 +58,7 @@ class Provenance(NamedTuple):
     input_kind: str = "image"
     exposure_ratio: float | None = None
     repaired_nonfinite: int = 0
+    precision: str = "fp32"
 
 
 class NonFiniteRestorationError(ValueError):
@@ -119,6 +121,7 @@ def save_restoration(
         "num_samples": int(cfg.num_samples),
         "scalars": None if made_by.scalars is None else made_by.scalars[0].tolist(),
         "device": str(made_by.device),
+        "precision": made_by.precision,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "model": made_by.run_cfg.get("model"),
     }
