@@ -118,3 +118,25 @@ def test_ddp_on_two_gpus(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_the_training_objective_never_waits_for_the_host(train_cfg) -> None:
+    """The objective's forward and backward on CUDA under `set_sync_debug_mode("error")`: any
+    device-to-host read (`.item()`, `float(t)`, `if t:`) in the step is an error (the CPU-side
+    twin is the static search in tests/test_gpu_paths.py)."""
+    from ucdir.train import build
+
+    _, model, _ = build(train_cfg())
+    model = model.cuda().train()
+    gen = torch.Generator().manual_seed(0)
+    lq, gt = (torch.rand(2, 3, 32, 32, generator=gen).cuda() for _ in range(2))
+    model.objective(model.predictor, model.denoiser, lq, gt, None).loss.backward()  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = model.objective(model.predictor, model.denoiser, lq, gt, None)
+        out.loss.backward()
+        bad = ~torch.isfinite(out.loss.detach())  # what `_check_finite` records on the device
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert not bool(bad)

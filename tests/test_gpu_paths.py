@@ -418,3 +418,64 @@ def test_the_sync_search_finds_what_it_should() -> None:
     assert (
         host_syncs("def training_step(self):\n    return float(self.lr)\n", {"training_step"}) == []
     )
+
+
+# --- the prepared GPU check -----------------------------------------------------------------------
+
+
+@pytest.mark.slow  # every step of the check at toy sizes on the CPU: ~20 s
+def test_gpu_check_without_cuda_is_a_dry_run_that_exits_0(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine runs the real check")
+    out = tmp_path / "check.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "ucdir.bench.gpu", f"--out={out}", f"--site={tmp_path / 'site'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no CUDA device" in done.stderr
+    result = json.loads(out.read_text())
+    assert result["dry_run"] and list(result["steps"]) == [
+        "wheels",
+        "tests",
+        "numerics",
+        "throughput",
+        "train",
+        "restore",
+    ]
+    assert all(step["ok"] for step in result["steps"].values())
+    assert not (tmp_path / "site").exists()  # pip only resolved the wheels
+    assert (
+        "pytest -m gpu" in done.stdout and out.with_suffix(".md").read_text() in done.stdout + "\n"
+    )
+    numerics = result["steps"]["numerics"]
+    assert numerics["finite"] and numerics["grad_cosine"] > 0.99
+    assert result["steps"]["train"]["logged"] >= 3
+    layouts = {(r["sampler"], r["layout"]) for r in result["steps"]["restore"]["rows"]}
+    assert len(layouts) == 6  # three samplers, whole and in tiles
+
+
+def test_gpu_check_peaks_and_a_failing_step_is_reported(tmp_path: Path) -> None:
+    from ucdir.bench.gpu import Check, gpu_peak_tflops, table
+
+    assert gpu_peak_tflops("NVIDIA H200") == 989.0
+    assert gpu_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert gpu_peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert gpu_peak_tflops("Some Future GPU") is None
+    check = Check(tmp_path / "c.json", dry=True)
+    check.result.update({"device": "cpu", "torch": torch.__version__})
+
+    def broken() -> dict:
+        raise RuntimeError("boom")
+
+    check.run("numerics", broken)
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["steps"]["numerics"]["ok"] is False
+    assert "RuntimeError: boom" in saved["steps"]["numerics"]["error"]
+    assert "| numerics | FAILED | RuntimeError: boom |" in table(check.result)

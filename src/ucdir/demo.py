@@ -32,6 +32,7 @@ from ucdir.config_files import CONFIG_DIR
 from ucdir.hub import UCDIR
 from ucdir.metrics import Metrics
 from ucdir.overrides import reports_user_errors, run_command
+from ucdir.precision import prepare, resolve_precision
 from ucdir.restore import Restoration, restore
 from ucdir.restore.cli import load_networks, write_png
 from ucdir.train import train
@@ -84,15 +85,25 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     lq, gt, scalars = batch.lq, batch.gt, batch.scalars
     seed = int(cfg.seed)
     model, twin = UCDIR.load(cfg.demo.model), UCDIR.load(cfg.demo.regression)
+    precision = resolve_precision(str(cfg.get("precision", "auto")), lq.device)
+    for net in (model.predictor, model.denoiser, twin.predictor, twin.denoiser):
+        prepare(net, precision, lq.device)
 
     rows = [_row("JPEG input (quality 10)", lq, gt, None)]
-    regression, seconds = _timed(lambda: twin.restore(lq, scalars=scalars))
+    regression, seconds = _timed(lambda: twin.restore(lq, scalars=scalars, precision=precision))
     rows.append(_row(f"regression ({cfg.demo.regression})", regression.restored, gt, seconds))
     restorations: list[Restoration] = []
     for spec in cfg.demo.samplers:
         sampler = _sampler(spec.name, int(spec.steps))
         out, seconds = _timed(
-            functools.partial(model.restore, lq, sampler, generator=_seeded(seed), scalars=scalars)
+            functools.partial(
+                model.restore,
+                lq,
+                sampler,
+                generator=_seeded(seed),
+                scalars=scalars,
+                precision=precision,
+            )
         )
         if not restorations:
             rows.append(_row(f"x_init ({cfg.demo.model})", out.x_init, gt, None))
@@ -113,10 +124,21 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         train(cfg)
         finetune["seconds"] = round(time.perf_counter() - tic, 1)
         predictor, denoiser, _ = load_networks(out_dir / "checkpoints" / "last.ckpt", lq.device)
+        for net in (predictor, denoiser):
+            prepare(net, precision, lq.device)
         spec = cfg.demo.samplers[-1]
         sampler = _sampler(spec.name, int(spec.steps))
         out, seconds = _timed(
-            lambda: restore(lq, predictor, denoiser, sampler, None, _seeded(seed), scalars=scalars)
+            lambda: restore(
+                lq,
+                predictor,
+                denoiser,
+                sampler,
+                None,
+                _seeded(seed),
+                scalars=scalars,
+                precision=precision,
+            )
         )
         label = f"UCDIR fine-tuned {finetune['steps']} steps, {sampler.name} {sampler.steps} steps"
         rows.append(_row(label, out.restored, gt, seconds))
@@ -124,6 +146,7 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     result = {
         "image": "chelsea (held out, never trained on), JPEG quality 10",
         "size": list(gt.shape[-2:]),
+        "precision": precision,
         "rows": rows,
         "finetune": finetune,
         "total_seconds": round(time.perf_counter() - start, 1),

@@ -12,6 +12,7 @@ convolutions and gains nothing).
 from __future__ import annotations
 
 import functools
+import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,23 @@ def cpu_has_amx(cpuinfo: Path = CPUINFO) -> bool:
         if line.startswith("flags"):
             return "amx_bf16" in line.split(":", 1)[-1].split()
     return False
+
+
+def cpu_name(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name and vector extensions as the figures name it, e.g. "Intel(R) Xeon(R)
+    Processor, AVX512, AMX" (the machine type where /proc/cpuinfo cannot be read)."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[-1].strip()
+                break
+    except OSError:
+        pass
+    extras = [torch.backends.cpu.get_cpu_capability()]
+    if cpu_has_amx(cpuinfo):
+        extras.append("AMX")
+    return ", ".join([name, *extras])
 
 
 def bf16_is_fast(device: torch.device) -> bool:

@@ -60,6 +60,15 @@ PEAK_BF16_TFLOPS = {  # dense bf16 tensor-core peak per chip (vendor data sheets
     "L40S": 362.0,
     "L4": 121.0,
 }
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "linux_x86_64",
+    "any",
+)
+"""The GPU machine's wheel tags (`make gpu-wheels` downloads for the same)."""
 BATCHES = (64, 48, 32, 16, 8)
 """Per-GPU batches tried for the throughput figure, largest first (the paper: 32)."""
 CARDS_GIB = {"80 GB": 79.6, "141 GB": 139.8}
@@ -126,8 +135,16 @@ def install_wheels(wheels: Path, site: Path, dry: bool) -> dict[str, Any]:
         str(site),
         *files,
     ]
-    if dry:
-        cmd.insert(4, "--dry-run")
+    if dry:  # resolve them for the GPU machine's Python (3.12, manylinux x86-64), install nothing
+        cmd[4:4] = [
+            "--dry-run",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            *[f"--platform={p}" for p in PLATFORMS],
+        ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if done.returncode:
         raise RuntimeError(f"pip install failed: {done.stderr[-1500:]}")
@@ -414,7 +431,7 @@ def numerics(device: torch.device, model: str, batch: int, crop: int) -> dict[st
         loss = eps.float().square().mean()
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in denoiser.parameters() if p.grad is not None])
-        out[dtype] = (eps.detach().float(), float(loss), grads.detach().clone())
+        out[dtype] = (eps.detach().float(), float(loss.detach()), grads.detach().clone())
     (e32, l32, g32), (e16, l16, g16) = out["fp32"], out["bf16"]
     return {
         "eps_max_abs": float((e16 - e32).abs().max()),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from ucdir.bench.table import Table
 from ucdir.config_files import CONFIG_DIR
 from ucdir.device import resolve_device
 from ucdir.overrides import reports_user_errors
+from ucdir.precision import cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def by_device(value: Any, device: torch.device) -> Any:
 def _device_name(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}), {threads} threads"
+    return f"cpu ({cpu_name()}), {threads} threads"
 
 
 def bench(cfg: DictConfig) -> dict[str, Any]:
