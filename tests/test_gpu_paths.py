@@ -448,6 +448,7 @@ def test_gpu_check_without_cuda_is_a_dry_run_that_exits_0(tmp_path: Path) -> Non
         "throughput",
         "train",
         "restore",
+        "compiled",
     ]
     assert all(step["ok"] for step in result["steps"].values())
     assert not (tmp_path / "site").exists()  # pip only resolved the wheels

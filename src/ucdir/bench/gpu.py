@@ -5,15 +5,18 @@ missing dependencies are installed from the wheels carried in `.whl/` (`make gpu
 exactly those), then, each step timed and written to the JSON as soon as it ends:
 
 1. ``tests``: the CUDA test suite (``pytest -m gpu``);
-2. ``throughput``: training of the **full-size** model on 256² crops in bf16-mixed, eager and
-   `torch.compile`d, at the largest batch of `BATCHES` that fits: images/s, step time, peak
-   memory, model FLOP utilisation against the chip's dense bf16 peak (`PEAK_BF16_TFLOPS`), and the
-   largest batch of an 80 and a 141 GB card from the memory at two batch sizes;
-3. ``train``: a real 200-step training of a small model (``model=demo``) on the embedded samples
+2. ``numerics``: bf16 autocast against fp32 on one batch of the full-size model (ε, loss,
+   gradients);
+3. ``throughput``: eager training of the **full-size** model on 256² crops in bf16-mixed, at the
+   largest batch of `BATCHES` that fits and at the paper's 32: images/s, step time, peak memory,
+   model FLOP utilisation against the chip's dense bf16 peak (`PEAK_BF16_TFLOPS`), the largest
+   batch of an 80 and a 141 GB card from the memory at the two batches, hours per 100k steps;
+4. ``train``: a real 200-step training of a small model (``model=demo``) on the embedded samples
    through `python -m ucdir.train trainer=gpu`, its loss falling;
-4. ``restore``: a 1024×1024 restoration with the paper's 50-step DDPM, 10-step DPM-Solver++ and
+5. ``restore``: a 1024×1024 restoration with the paper's 50-step DDPM, 10-step DPM-Solver++ and
    one network call (a student's cost), whole and in 256² tiles: seconds and peak memory;
-5. ``numerics``: bf16 autocast against fp32 on one batch (ε, loss, gradients).
+6. ``compiled``: the throughput step with the denoiser `torch.compile`d (last: a slow compile
+   leaves every other figure written).
 
 Without CUDA it says "no CUDA device", runs every step on the CPU at toy sizes (a dry run of
 everything that does not need CUDA, the wheel install with ``pip --dry-run``) and exits 0.
@@ -24,6 +27,7 @@ Only the standard library and torch are imported before the wheels are installed
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import importlib.util
 import json
@@ -226,21 +230,31 @@ def _timed_steps(step: Callable[[], None], device: torch.device, warmup: int, st
     return measure(step, device, warmup, steps)
 
 
+def _run_row(mode: str, batch: int, m: dict, flops: float, peak: float | None) -> dict[str, Any]:
+    images = batch / m["seconds"]
+    return {
+        "mode": mode,
+        "batch": batch,
+        "step_s": m["seconds"],
+        "images_per_s": images,
+        "peak_gib": m["peak_mib"] / 1024,
+        "mfu": images * flops / (peak * 1e12) if peak else None,
+    }
+
+
+def _peak(device: torch.device) -> float | None:
+    return gpu_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+
+
 def throughput(
-    device: torch.device,
-    model: str,
-    crop: int,
-    batches: tuple[int, ...],
-    steps: int,
-    compile_too: bool,
+    device: torch.device, model: str, crop: int, batches: tuple[int, ...], steps: int
 ) -> dict[str, Any]:
-    """bf16-mixed training of `model` at crop², eager (and compiled), at the largest batch that
-    fits."""
+    """bf16-mixed eager training of `model` at crop²: the largest batch of `batches` that fits
+    and the paper's 32 (when it fits), the memory per sample from the two, the largest batch of
+    an 80 and a 141 GB card, and the hours of 100k steps of batch 32."""
     cfg, lit = _lit(model, device)
     lit = lit.to(memory_format=torch.channels_last)
-    flops = _train_flops(cfg, crop)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = gpu_peak_tflops(name) if device.type == "cuda" else None
+    flops, peak = _train_flops(cfg, crop), _peak(device)
     out: dict[str, Any] = {
         "model": model,
         "crop": crop,
@@ -248,54 +262,59 @@ def throughput(
         "peak_bf16_tflops": peak,
         "runs": [],
     }
-    fitted = None
+    measured: dict[int, dict] = {}
     for batch in batches:
         try:
-            measured = _timed_steps(_step_fn(lit, batch, crop, device), device, 2, steps)
+            measured[batch] = _timed_steps(_step_fn(lit, batch, crop, device), device, 2, steps)
+            break
         except torch.OutOfMemoryError:
+            gc.collect()
             torch.cuda.empty_cache()
-            continue
-        fitted = batch
-        break
-    if fitted is None:
+    if not measured:
         raise RuntimeError(f"no batch of {batches} fits")
-    small = max(1, fitted // 4)
-    low = _timed_steps(_step_fn(lit, small, crop, device), device, 1, 1)
-    per_sample = (measured["peak_mib"] - low["peak_mib"]) / max(fitted - small, 1)
-    fixed = measured["peak_mib"] - per_sample * fitted
+    (fitted,) = measured
+    second = 32 if fitted > 32 else max(1, fitted // 4)
+    gc.collect()
+    measured[second] = _timed_steps(_step_fn(lit, second, crop, device), device, 1, steps)
+    for batch, m in sorted(measured.items(), reverse=True):
+        out["runs"].append(_run_row("eager", batch, m, flops, peak))
+    per_sample = (measured[fitted]["peak_mib"] - measured[second]["peak_mib"]) / (fitted - second)
+    fixed = measured[fitted]["peak_mib"] - per_sample * fitted
+    out["mib_per_sample"] = per_sample
     out["largest_batch"] = {
         card: int((gib * 1024 - fixed) // per_sample) if per_sample > 0 else None
         for card, gib in CARDS_GIB.items()
     }
-    out["mib_per_sample"] = per_sample
-    modes = [("eager", lit)]
-    if compile_too:
-        lit.denoiser.compile()
-        modes.append(("compiled", lit))
-    for mode, module in modes:
-        step = _step_fn(module, fitted, crop, device)
-        if mode == "compiled":
-            start = time.perf_counter()
-            step()  # the compile
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            compile_s = time.perf_counter() - start
-        m = measured if mode == "eager" else _timed_steps(step, device, 1, steps)
-        images = fitted / m["seconds"]
-        run = {
-            "mode": mode,
-            "batch": fitted,
-            "step_s": m["seconds"],
-            "images_per_s": images,
-            "peak_gib": m["peak_mib"] / 1024,
-            "mfu": images * flops / (peak * 1e12) if peak else None,
-        }
-        if mode == "compiled":
-            run["compile_s"] = compile_s
-        out["runs"].append(run)
-    hours = 100_000 * 32 / max(r["images_per_s"] for r in out["runs"]) / 3600
-    out["hours_per_100k_steps_batch32"] = hours
+    out["batch"] = fitted
+    at_32 = measured.get(32)
+    seconds_32 = at_32["seconds"] if at_32 else 32 * measured[fitted]["seconds"] / fitted
+    out["hours_per_100k_steps_batch32"] = 100_000 * seconds_32 / 3600
     return out
+
+
+def compiled(
+    device: torch.device, model: str, crop: int, batch: int, steps: int, really: bool = True
+) -> dict:
+    """The same training step with the denoiser `torch.compile`d (compile time apart); `really`
+    false (the dry run) times it eagerly: an inductor compile takes a minute on a CPU."""
+    cfg, lit = _lit(model, device)
+    lit = lit.to(memory_format=torch.channels_last)
+    if really:
+        lit.denoiser.compile()
+    step = _step_fn(lit, batch, crop, device)
+    start = time.perf_counter()
+    step()  # the compile
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    compile_s = time.perf_counter() - start
+    row = _run_row(
+        "compiled",
+        batch,
+        _timed_steps(step, device, 1, steps),
+        _train_flops(cfg, crop),
+        _peak(device),
+    )
+    return {"model": model, "crop": crop, "compile_s": compile_s, "runs": [row]}
 
 
 def train_small(device: torch.device, steps: int, workdir: Path) -> dict[str, Any]:
@@ -468,10 +487,10 @@ def table(result: dict[str, Any]) -> str:
             add(name, f"{value['wheels']} wheels", f"missing before: {value['missing_before']}")
         elif name == "tests":
             add(name, "pytest -m gpu", value["summary"])
-        elif name == "throughput":
+        elif name in ("throughput", "compiled"):
             for r in value["runs"]:
                 mfu = f", MFU {r['mfu']:.1%}" if r["mfu"] is not None else ""
-                comp = f" (compile {r['compile_s']:.0f} s)" if "compile_s" in r else ""
+                comp = f" (compile {value['compile_s']:.0f} s)" if "compile_s" in value else ""
                 add(
                     name,
                     f"{value['model']} {value['crop']}², batch {r['batch']}, bf16-mixed, "
@@ -479,16 +498,17 @@ def table(result: dict[str, Any]) -> str:
                     f"{r['images_per_s']:.1f} img/s, {r['step_s']:.3f} "
                     f"s/step, {r['peak_gib']:.1f} GiB{mfu}",
                 )
-            add(
-                name,
-                "largest batch per card (from the memory at two batches)",
-                ", ".join(f"{k}: {v}" for k, v in value["largest_batch"].items()),
-            )
-            add(
-                name,
-                "100k steps of batch 32 on one GPU",
-                f"{value['hours_per_100k_steps_batch32']:.1f} h",
-            )
+            if name == "throughput":
+                add(
+                    name,
+                    "largest batch per card (memory linear in the batch, two points)",
+                    ", ".join(f"{k}: {v}" for k, v in value["largest_batch"].items()),
+                )
+                add(
+                    name,
+                    "100k steps of batch 32 on one GPU",
+                    f"{value['hours_per_100k_steps_batch32']:.1f} h",
+                )
         elif name == "train":
             add(
                 name,
@@ -544,18 +564,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO / "src"))
     if cuda:
         torch.backends.cudnn.benchmark = True
+    big = "ucdir" if cuda else "tiny"  # the full-size model on the GPU
     steps: dict[str, Callable[[], dict[str, Any]]] = {
         "tests": lambda: run_tests(device),
         "numerics": lambda: numerics(
             device, "ucdir" if cuda else "tiny", 8 if cuda else 2, 256 if cuda else 32
         ),
         "throughput": lambda: throughput(
-            device,
-            "ucdir" if cuda else "tiny",
-            256 if cuda else 32,
-            BATCHES if cuda else (4, 2),
-            5 if cuda else 1,
-            compile_too=cuda,
+            device, big, 256 if cuda else 32, BATCHES if cuda else (4, 2), 5 if cuda else 1
         ),
         "train": lambda: train_small(device, 200 if cuda else 3, Path(tempfile.mkdtemp())),
         "restore": lambda: restoration(
@@ -570,6 +586,14 @@ def main(argv: list[str] | None = None) -> int:
             },
         ),
     }
+    steps["compiled"] = lambda: compiled(
+        device,
+        big,
+        256 if cuda else 32,
+        int(check.result["steps"]["throughput"]["batch"]),
+        5 if cuda else 1,
+        really=cuda,
+    )  # last: a slow compile leaves every other figure written
     for name, step in steps.items():
         if name not in skip:
             check.run(name, step)
