@@ -32,7 +32,7 @@ from ucdir.config_files import CONFIG_DIR
 from ucdir.hub import UCDIR
 from ucdir.metrics import Metrics
 from ucdir.overrides import reports_user_errors, run_command
-from ucdir.precision import prepare, resolve_precision
+from ucdir.precision import prepare_networks, resolve_precision
 from ucdir.restore import Restoration, restore
 from ucdir.restore.cli import load_networks, write_png
 from ucdir.train import train
@@ -86,8 +86,8 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     seed = int(cfg.seed)
     model, twin = UCDIR.load(cfg.demo.model), UCDIR.load(cfg.demo.regression)
     precision = resolve_precision(str(cfg.get("precision", "auto")), lq.device)
-    for net in (model.predictor, model.denoiser, twin.predictor, twin.denoiser):
-        prepare(net, precision, lq.device)
+    nets = (model.predictor, model.denoiser, twin.predictor, twin.denoiser)
+    prepare_networks(precision, lq.device, *nets)
 
     rows = [_row("JPEG input (quality 10)", lq, gt, None)]
     regression, seconds = _timed(lambda: twin.restore(lq, scalars=scalars, precision=precision))
@@ -124,8 +124,7 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         train(cfg)
         finetune["seconds"] = round(time.perf_counter() - tic, 1)
         predictor, denoiser, _ = load_networks(out_dir / "checkpoints" / "last.ckpt", lq.device)
-        for net in (predictor, denoiser):
-            prepare(net, precision, lq.device)
+        prepare_networks(precision, lq.device, predictor, denoiser)
         spec = cfg.demo.samplers[-1]
         sampler = _sampler(spec.name, int(spec.steps))
         out, seconds = _timed(

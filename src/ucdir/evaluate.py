@@ -62,7 +62,7 @@ from ucdir.metrics import (
     write_results,
 )
 from ucdir.overrides import reports_user_errors, run_command
-from ucdir.precision import prepare, resolve_precision
+from ucdir.precision import prepare_networks, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +263,7 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     predictor, denoiser, run_cfg, _ = load_model(
         cfg.get("ckpt_path"), cfg.get("pretrained"), device
     )
-    for net in (predictor, denoiser):
-        prepare(net, precision, device)
+    prepare_networks(precision, device, predictor, denoiser)
     sampler = choose_sampler(cfg.sampler, run_cfg)
     patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
     datamodule = instantiate(cfg.data)

@@ -131,6 +131,7 @@ class UCDIRLitModule(L.LightningModule):
         self.results: dict[str, dict[str, MetricsResult]] = {}
         self._seen = 0
         self._nonfinite: Tensor | None = None  # any non-finite loss since the host last looked
+        self._compile_checked = False  # setup runs once per stage: compile (or warn) once
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_predictor:
@@ -138,7 +139,7 @@ class UCDIRLitModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # (not configure_model: Lightning's EMA refuses models that define it)
-        if self.compile_denoiser and not getattr(self, "_compile_checked", False):
+        if self.compile_denoiser and not self._compile_checked:
             self._compile_checked = True
             # the trainer's device: setup runs before Lightning moves the model there
             trainer = self._trainer

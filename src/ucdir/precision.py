@@ -102,10 +102,11 @@ def memory_format(precision: Precision, device: torch.device) -> torch.memory_fo
     return torch.contiguous_format
 
 
-def prepare(module: nn.Module, precision: Precision, device: torch.device) -> nn.Module:
-    """`module` with its weights in the layout of `precision` on `device` (in place; the dtype
-    stays fp32, autocast makes the bf16 copies)."""
-    return module.to(memory_format=memory_format(precision, device))
+def prepare_networks(precision: Precision, device: torch.device, *networks: nn.Module) -> None:
+    """Puts the weights of `networks` in the layout of `precision` on `device`, in place (the
+    dtype stays fp32: autocast makes the bf16 copies)."""
+    for network in networks:
+        network.to(memory_format=memory_format(precision, device))
 
 
 def trainer_precision(value: object, accelerator: object = "auto") -> object:

@@ -41,7 +41,7 @@ from ucdir.config_files import CONFIG_DIR, config_dir
 from ucdir.data.images import image_size, read_image
 from ucdir.device import resolve_device
 from ucdir.hub import CONFIG_FILE, WEIGHTS_FILE, shipped_models
-from ucdir.precision import Precision, prepare, resolve_precision
+from ucdir.precision import Precision, prepare_networks, resolve_precision
 from ucdir.restore.cli import _scalars, choose_sampler, load_model
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import input_kind, list_inputs
@@ -291,8 +291,7 @@ def cached_model(pretrained: str, device: str, precision: Precision = "fp32") ->
             "task=sid task.input=packed), not the RGB images this app reads: choose an RGB model "
             "such as jpeg-cpu, or restore raw files with python -m ucdir.restore"
         )
-    for net in (predictor, denoiser):
-        prepare(net, precision, torch.device(device))
+    prepare_networks(precision, torch.device(device), predictor, denoiser)
     return Model(predictor, denoiser, run_cfg, weights, file_hash(weights))
 
 

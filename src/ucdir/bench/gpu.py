@@ -186,48 +186,32 @@ def run_tests(device: torch.device) -> dict[str, Any]:
     return {"summary": tail}
 
 
-def _lit(model: str, device: torch.device) -> Any:
-    from hydra.utils import instantiate
-
+def _model_cfg(model: str) -> Any:
+    """The `model` config node of configs/model/<model>.yaml, as the train command composes it."""
     from ucdir.bench.networks import compose_run
 
-    cfg = compose_run([f"model={model}"])
-    return cfg, instantiate(cfg.model).to(device).train()
+    return compose_run([f"model={model}"]).model
 
 
-def _train_flops(cfg: Any, crop: int) -> float:
+def _train_flops(model_cfg: Any, crop: int) -> float:
     """FLOPs of one training sample: 3 × (2 × MACs) of the predictor and the denoiser forward."""
     from hydra.utils import instantiate
 
     from ucdir.stats import network_macs
 
     with torch.device("meta"):
-        nets = instantiate(cfg.model.predictor), instantiate(cfg.model.denoiser)
+        nets = instantiate(model_cfg.predictor), instantiate(model_cfg.denoiser)
     macs = network_macs(*nets, crop, device="meta")
     return 6.0 * (macs["predictor"] + macs["denoiser"])
 
 
-def _step_fn(lit: Any, batch: int, crop: int, device: torch.device) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW([p for p in lit.parameters() if p.requires_grad], lr=1e-4)
-    gen = torch.Generator().manual_seed(0)
-    fmt = torch.channels_last
-    lq = torch.rand(batch, 3, crop, crop, generator=gen).to(device).contiguous(memory_format=fmt)
-    gt = torch.rand(batch, 3, crop, crop, generator=gen).to(device).contiguous(memory_format=fmt)
+def _step(
+    model_cfg: Any, device: torch.device, crop: int, batch: int, compile: bool = False
+) -> Callable[[], None]:
+    """A bf16-mixed, channels-last training step of a fresh model (`ucdir.bench.training`)."""
+    from ucdir.bench.training import train_step
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = lit.objective(lit.predictor, lit.denoiser, lq, gt, None).loss
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def _timed_steps(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> dict:
-    from ucdir.bench.memory import measure
-
-    return measure(step, device, warmup, steps)
+    return train_step(model_cfg, device, crop, batch, True, True, compile)
 
 
 def _run_row(mode: str, batch: int, m: dict, flops: float, peak: float | None) -> dict[str, Any]:
@@ -252,9 +236,10 @@ def throughput(
     """bf16-mixed eager training of `model` at crop²: the largest batch of `batches` that fits
     and the paper's 32 (when it fits), the memory per sample from the two, the largest batch of
     an 80 and a 141 GB card, and the hours of 100k steps of batch 32."""
-    cfg, lit = _lit(model, device)
-    lit = lit.to(memory_format=torch.channels_last)
-    flops, peak = _train_flops(cfg, crop), _peak(device)
+    from ucdir.bench.memory import measure
+
+    model_cfg = _model_cfg(model)
+    flops, peak = _train_flops(model_cfg, crop), _peak(device)
     out: dict[str, Any] = {
         "model": model,
         "crop": crop,
@@ -265,7 +250,7 @@ def throughput(
     measured: dict[int, dict] = {}
     for batch in batches:
         try:
-            measured[batch] = _timed_steps(_step_fn(lit, batch, crop, device), device, 2, steps)
+            measured[batch] = measure(_step(model_cfg, device, crop, batch), device, 2, steps)
             break
         except torch.OutOfMemoryError:
             gc.collect()
@@ -275,7 +260,7 @@ def throughput(
     (fitted,) = measured
     second = 32 if fitted > 32 else max(1, fitted // 4)
     gc.collect()
-    measured[second] = _timed_steps(_step_fn(lit, second, crop, device), device, 1, steps)
+    measured[second] = measure(_step(model_cfg, device, crop, second), device, 1, steps)
     for batch, m in sorted(measured.items(), reverse=True):
         out["runs"].append(_run_row("eager", batch, m, flops, peak))
     per_sample = (measured[fitted]["peak_mib"] - measured[second]["peak_mib"]) / (fitted - second)
@@ -297,23 +282,17 @@ def compiled(
 ) -> dict:
     """The same training step with the denoiser `torch.compile`d (compile time apart); `really`
     false (the dry run) times it eagerly: an inductor compile takes a minute on a CPU."""
-    cfg, lit = _lit(model, device)
-    lit = lit.to(memory_format=torch.channels_last)
-    if really:
-        lit.denoiser.compile()
-    step = _step_fn(lit, batch, crop, device)
+    from ucdir.bench.memory import measure
+    from ucdir.bench.timing import sync
+
+    model_cfg = _model_cfg(model)
+    step = _step(model_cfg, device, crop, batch, compile=really)
     start = time.perf_counter()
     step()  # the compile
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     compile_s = time.perf_counter() - start
-    row = _run_row(
-        "compiled",
-        batch,
-        _timed_steps(step, device, 1, steps),
-        _train_flops(cfg, crop),
-        _peak(device),
-    )
+    m = measure(step, device, 1, steps)
+    row = _run_row("compiled", batch, m, _train_flops(model_cfg, crop), _peak(device))
     return {"model": model, "crop": crop, "compile_s": compile_s, "runs": [row]}
 
 
@@ -393,15 +372,14 @@ def restoration(
     from ucdir.bench.memory import measure
     from ucdir.bench.networks import compose_run
     from ucdir.diffusion.patching import PatchSplit
-    from ucdir.precision import prepare, resolve_precision
+    from ucdir.precision import prepare_networks, resolve_precision
     from ucdir.restore import restore
 
     cfg = compose_run([f"model={model}", "schedule=linear_eval"])
     predictor = instantiate(cfg.model.predictor).eval().to(device)
     denoiser = instantiate(cfg.model.denoiser).eval().to(device)
     precision = resolve_precision("auto", device)
-    for net in (predictor, denoiser):
-        prepare(net, precision, device)
+    prepare_networks(precision, device, predictor, denoiser)
     lq = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
     for label, (name, steps) in samplers.items():
@@ -428,11 +406,13 @@ def restoration(
 
 def numerics(device: torch.device, model: str, batch: int, crop: int) -> dict[str, Any]:
     """bf16 autocast vs fp32 on the same batch: ε, loss and gradients of the denoiser."""
+    from hydra.utils import instantiate
+
     from ucdir.bench.networks import eps_inputs
 
     torch.manual_seed(0)
-    _, lit = _lit(model, device)
-    denoiser = lit.denoiser.eval()  # no dropout: the two passes differ only by precision
+    # eval: no dropout, the two passes differ only by precision
+    denoiser = instantiate(_model_cfg(model).denoiser).to(device).eval()
     x_t, gamma, cond = eps_inputs(denoiser, crop, crop, device)
     x_t = x_t.expand(batch, -1, -1, -1).contiguous()
 

@@ -8,10 +8,10 @@ import statistics
 from functools import partial
 
 import torch
-from hydra.utils import instantiate
 from torch import Tensor
 
-from ucdir.bench.networks import BenchModel, compose_run, eps_inputs, precision
+from ucdir.bench.networks import BenchModel, eps_inputs, precision
+from ucdir.bench.restore import bench_restore
 from ucdir.bench.table import Row, Table
 from ucdir.bench.timing import timed
 from ucdir.bench.training import bench_train
@@ -20,9 +20,9 @@ from ucdir.types import Cond
 
 MODES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 """(precision, channels_last): fp32 contiguous first (the reference of the speed-ups)."""
-SAMPLERS = {"1 call": ("distilled", 1), "10 calls": ("dpmpp", 10)}
-"""The restorations timed: a one-call restorer (a distilled student, a regression) and the
-10-step DPM-Solver++."""
+SAMPLERS = {"distilled": 1, "dpmpp": 10}
+"""The restorations timed (configs/sampler/<name>: steps): a one-call restorer (a distilled
+student, a regression) and the 10-step DPM-Solver++."""
 
 
 @torch.no_grad()
@@ -31,33 +31,6 @@ def _forward(
 ) -> Tensor:
     with precision(x_t.device, bf16):
         return denoiser(x_t, gamma, cond)
-
-
-def _restore_seconds(model: BenchModel, size: int, bf16: bool, repeats: int) -> dict[str, float]:
-    """Median seconds of one whole-image `restore()` at size² with each of `SAMPLERS`."""
-    from ucdir.restore import restore  # diffusers is slow to import
-
-    gen = torch.Generator().manual_seed(0)
-    s_in = size // model.predictor.upscale
-    lq = torch.rand(1, model.predictor.in_channels, s_in, s_in, generator=gen).to(model.device)
-    out = {}
-    for label, (name, steps) in SAMPLERS.items():
-        cfg = compose_run([f"model={model.name}", f"sampler={name}", f"sampler.steps={steps}"])
-        sampler = instantiate(cfg.sampler)
-
-        def call(sampler: object = sampler) -> None:
-            restore(
-                lq,
-                model.predictor,
-                model.denoiser,
-                sampler,  # type: ignore[arg-type]
-                None,
-                torch.Generator(device=model.device).manual_seed(0),
-                precision="bf16" if bf16 else "fp32",
-            )
-
-        out[label] = statistics.median(timed(call, 1, repeats, model.device))
-    return out
 
 
 def bench_precision(
@@ -81,7 +54,10 @@ def bench_precision(
         x_t, gamma, cond = eps_inputs(denoiser, size, size, model.device, channels_last)
         forward = partial(_forward, denoiser, x_t, gamma, cond, bf16)
         seconds = statistics.median(timed(forward, warmup, repeats, model.device))
-        restored = _restore_seconds(model, restore_size, bf16, 1)
+        restored = {
+            r["sampler"]: r["seconds"]
+            for r in bench_restore(model, restore_size, SAMPLERS, 1, "bf16" if bf16 else "fp32")
+        }
         trained = bench_train(model, crop, batch_size, 1, train_steps, bf16, channels_last)
         first = rows[0] if rows else None
         rows.append(
@@ -92,9 +68,9 @@ def bench_precision(
                 "forward_seconds": seconds,
                 "forward_speedup": first["forward_seconds"] / seconds if first else 1.0,
                 "restore_size": restore_size,
-                "restore_1_seconds": restored["1 call"],
-                "restore_10_seconds": restored["10 calls"],
-                "restore_speedup": (first["restore_10_seconds"] / restored["10 calls"])
+                "restore_1_seconds": restored["distilled"],
+                "restore_10_seconds": restored["dpmpp"],
+                "restore_speedup": (first["restore_10_seconds"] / restored["dpmpp"])
                 if first
                 else 1.0,
                 "train_seconds_per_step": trained["seconds_per_step"],

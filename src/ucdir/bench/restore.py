@@ -13,12 +13,18 @@ from hydra.utils import instantiate
 from ucdir.bench.networks import BenchModel, compose_run, eps_inputs
 from ucdir.bench.table import Row, Table
 from ucdir.bench.timing import timed
+from ucdir.precision import Precision, autocast
 
 
 def bench_restore(
-    model: BenchModel, size: int, samplers: Mapping[str, int], repeats: int
+    model: BenchModel,
+    size: int,
+    samplers: Mapping[str, int],
+    repeats: int,
+    precision: Precision = "fp32",
 ) -> list[Row]:
-    """Time of one whole-image `restore()` at size² per sampler, and per megapixel."""
+    """Time of one whole-image `restore()` at size² per sampler, and per megapixel, in
+    `precision` (`ucdir.precision`; the networks in whatever layout they are)."""
     # imported here: diffusers is slow to import, and the memory probes' fresh processes
     # import this package without needing it
     from ucdir.restore import restore
@@ -28,7 +34,7 @@ def bench_restore(
     lq = torch.rand(1, model.predictor.in_channels, s_in, s_in, generator=gen)
     lq = lq.to(model.device)
     x_t, gamma, cond = eps_inputs(model.denoiser, size, size, model.device)
-    with torch.no_grad():  # warm-up at this size
+    with torch.no_grad(), autocast(precision, model.device):  # warm-up at this size
         model.predictor(lq * 2 - 1)
         model.denoiser(x_t, gamma, cond)
     rows = []
@@ -38,7 +44,7 @@ def bench_restore(
 
         def call(sampler: Any = sampler) -> None:
             gen = torch.Generator(device=model.device).manual_seed(0)
-            restore(lq, model.predictor, model.denoiser, sampler, None, gen)
+            restore(lq, model.predictor, model.denoiser, sampler, None, gen, precision=precision)
 
         seconds = statistics.median(timed(call, 0, repeats, model.device))
         megapixels = size * size / 1e6

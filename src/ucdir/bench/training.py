@@ -3,6 +3,9 @@ on random batches (no data loading)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from hydra.utils import instantiate
 
@@ -24,9 +27,35 @@ def bench_train(
     forward, backward and the configured optimiser's step on one random batch (no data loading).
     `peak_mib` on CUDA only (a CPU's peak RSS would include everything this process ran)."""
     device = model.device
-    lit = instantiate(model.cfg.model).to(device).train()
+    step = train_step(model.cfg.model, device, crop, batch_size, bf16, channels_last)
+    measured = measure(step, device, warmup, steps)
+    seconds = measured["seconds"]
+    return {
+        "crop": crop,
+        "batch_size": batch_size,
+        "seconds_per_step": seconds,
+        "samples_per_s": batch_size / seconds,
+        "peak_mib": measured["peak_mib"] if device.type == "cuda" else None,
+    }
+
+
+def train_step(
+    model_cfg: Any,
+    device: torch.device,
+    crop: int,
+    batch_size: int,
+    bf16: bool = False,
+    channels_last: bool = False,
+    compile: bool = False,
+) -> Callable[[], None]:
+    """One training step of a fresh LightningModule of `model_cfg` (the `model` config node) on
+    one random batch: objective forward (bf16 autocast when `bf16`), backward, the configured
+    optimiser's step; with `compile`, the denoiser is `torch.compile`d (its first call compiles)."""
+    lit = instantiate(model_cfg).to(device).train()
     if channels_last:
         lit = lit.to(memory_format=torch.channels_last)
+    if compile:
+        lit.denoiser.compile()
     config = lit.configure_optimizers()  # {"optimizer", "lr_scheduler"} with a schedule
     optimizer = config["optimizer"] if isinstance(config, dict) else config
     gen = torch.Generator().manual_seed(0)
@@ -45,15 +74,7 @@ def bench_train(
         loss.backward()
         optimizer.step()
 
-    measured = measure(step, device, warmup, steps)
-    seconds = measured["seconds"]
-    return {
-        "crop": crop,
-        "batch_size": batch_size,
-        "seconds_per_step": seconds,
-        "samples_per_s": batch_size / seconds,
-        "peak_mib": measured["peak_mib"] if device.type == "cuda" else None,
-    }
+    return step
 
 
 TABLE = Table(

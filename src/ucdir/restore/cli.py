@@ -30,7 +30,7 @@ from ucdir.checkpoints import (
 )
 from ucdir.device import resolve_device
 from ucdir.from_file import build_networks
-from ucdir.precision import prepare, resolve_precision
+from ucdir.precision import prepare_networks, resolve_precision
 from ucdir.restore.core import restore
 from ucdir.restore.inputs import InputKind, check_source, input_kind, list_inputs, load_input
 from ucdir.restore.outputs import (
@@ -203,8 +203,7 @@ def run(cfg: DictConfig) -> list[Path]:
     check_model_source(cfg.ckpt_path, cfg.pretrained)
     check_output_dir(out_dir)
     predictor, denoiser, run_cfg, weights = load_model(cfg.ckpt_path, cfg.pretrained, device)
-    for net in (predictor, denoiser):
-        prepare(net, precision, device)
+    prepare_networks(precision, device, predictor, denoiser)
     log.info(
         "restoring on %s in %s (precision=%s)", device, precision, cfg.get("precision", "auto")
     )

@@ -163,7 +163,7 @@ def _restore(
         patch = patch.resolve(denoiser, probe)
     x_init = _predict(predictor, to_diffusion(lq), patch).to(lq.dtype)
     cond = make_cond(to_diffusion(lq), x_init, scalars)
-    eps_fn = _fp32(fidelity_guidance(_fp32(denoiser), guidance))
+    eps_fn = fidelity_guidance(_fp32(denoiser), guidance)
     if isinstance(patch, PatchSplit):
         eps_fn = patch.wrap(eps_fn)
     samples = []
