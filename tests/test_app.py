@@ -199,7 +199,7 @@ def test_bad_uploads_and_models_are_messages(tiny: Path, tmp_path: Path) -> None
         nope = Choices(str(tmp_path / "nope"))
         restore_upload(good, nope, tmp_path, models=anything, max_pixels=10**6)
     with pytest.raises(InputError, match="sampler must be one of"):
-        Choices(str(tiny), sampler="euler")
+        Choices(str(tiny), sampler="karras")
     with pytest.raises(InputError, match=r"steps must be in 1\.\.50"):
         restore_upload(good, Choices(str(tiny), steps=80), tmp_path, models=ours, max_pixels=10**6)
 

@@ -19,6 +19,7 @@ from ucdir.data.images import NonFiniteImageError, decode_image, read_image
 from ucdir.diffusion.memory import AutoPatchSplit
 from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit
 from ucdir.restore import cli
+from ucdir.restore import session as session_module
 from ucdir.restore.core import Restoration
 from ucdir.restore.outputs import NonFiniteRestorationError, is_done
 from ucdir.types import Cond
@@ -85,7 +86,7 @@ def test_a_non_finite_restoration_is_an_error_and_nothing_is_written(
         restored[..., 3, 4] = float("nan")
         return Restoration(restored, restored)
 
-    monkeypatch.setattr(cli, "restore", broken)
+    monkeypatch.setattr(session_module, "restore", broken)
     cfg = restore_cfg(f"ckpt_path={checkpoint}", f"input={src}", f"output={out}")
     with pytest.raises(NonFiniteRestorationError, match=r"restoring .*a\.png gave 3 non-finite"):
         cli.run(cfg)
@@ -135,7 +136,7 @@ def test_auto_tiling_never_picks_a_refused_stride() -> None:
             return self.net(x)
 
     x = torch.zeros(1, 3, 200, 200)
-    split = auto.resolve(Eps(), Cond(x, x))
+    split = auto.resolve(Eps(), x, None, 1)
     assert split.tile - 2 * 40 >= split.tile / 4
 
 
@@ -244,8 +245,8 @@ def test_an_output_folder_inside_the_input_folder_is_skipped_so_a_run_can_contin
     assert cli.run(first) == [out / "a.png", out / "b.png"]
     (out / "b.png").unlink()  # as if interrupted
     calls: list[int] = []
-    real = cli.restore
-    monkeypatch.setattr(cli, "restore", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = session_module.restore
+    monkeypatch.setattr(session_module, "restore", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = restore_cfg(
         f"ckpt_path={checkpoint}", f"input={src}", f"output={out}", "skip_existing=true"
     )

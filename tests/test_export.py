@@ -47,10 +47,11 @@ def test_export_writes_weights_config_and_card(checkpoint: Path, tmp_path: Path)
 
 
 def test_loaded_model_has_the_checkpoint_weights(checkpoint: Path, tmp_path: Path) -> None:
-    from ucdir.restore.cli import load_networks
+    from ucdir.loader import load_model
 
     model = UCDIR.load(export(checkpoint, tmp_path / "model"))
-    predictor, denoiser, _ = load_networks(checkpoint, torch.device("cpu"))
+    trained = load_model(ckpt_path=checkpoint)
+    predictor, denoiser = trained.predictor, trained.denoiser
     for mine, theirs in ((model.predictor, predictor), (model.denoiser, denoiser)):
         for (k, a), (_, b) in zip(
             mine.state_dict().items(), theirs.state_dict().items(), strict=True

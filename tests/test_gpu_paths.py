@@ -187,7 +187,7 @@ def _losses(run_dir: Path) -> list[float]:
 @pytest.mark.slow  # two 4-step tiny trainings with validation: ~15 s
 def test_bf16_mixed_training_on_the_cpu_tracks_fp32(tmp_path: Path) -> None:
     from ucdir.checkpoints import read_checkpoint
-    from ucdir.restore.cli import load_networks
+    from ucdir.loader import load_model
     from ucdir.train import build
 
     losses, psnr = {}, {}
@@ -220,7 +220,7 @@ def test_bf16_mixed_training_on_the_cpu_tracks_fp32(tmp_path: Path) -> None:
         (ckpt,) = out.glob("**/last.ckpt")
         state = read_checkpoint(ckpt)["state_dict"]
         assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
-        _, denoiser, _ = load_networks(ckpt, CPU)  # loads back in fp32
+        denoiser = load_model(ckpt_path=ckpt).denoiser  # loads back in fp32
         assert next(denoiser.parameters()).dtype == torch.float32
     assert len(losses["bf16-mixed"]) == len(losses["32-true"]) == 4
     # stated tolerances: the first step (the same weights, the same batch and noise) within 2 %;

@@ -19,6 +19,7 @@ from tests.test_restore_robust import restore_cfg
 from ucdir.data.images import MAX_PIXELS
 from ucdir.hub import UCDIR
 from ucdir.restore import cli
+from ucdir.restore import session as session_module
 from ucdir.restore.inputs import list_inputs, read_input
 
 
@@ -109,7 +110,7 @@ def test_the_wrong_kind_of_input_is_a_clear_error_before_any_compute(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli, "restore", lambda *a, **k: pytest.fail("computed an image"))
+    monkeypatch.setattr(session_module, "restore", lambda *a, **k: pytest.fail("computed an image"))
     photo = tmp_path / "photo.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
     out = f"output={tmp_path / 'out'}"

@@ -20,6 +20,7 @@ import ucdir.atomic
 from tests.bad_files import bomb_png
 from tests.conftest import REPO, compose
 from ucdir.restore import cli
+from ucdir.restore import session as session_module
 from ucdir.restore.outputs import is_done
 
 
@@ -42,13 +43,13 @@ def photos(folder: Path, names: tuple[str, ...] = ("a", "b", "c")) -> Path:
 def counting_restore(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the images `run` computes."""
     calls: list[int] = []
-    real = cli.restore
+    real = session_module.restore
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "restore", counted)
+    monkeypatch.setattr(session_module, "restore", counted)
     return calls
 
 
@@ -71,7 +72,7 @@ def test_the_output_is_checked_before_the_model_is_loaded(
     def not_now(*args: Any) -> None:
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(cli, "load_model", not_now)
+    monkeypatch.setattr("ucdir.restore.session.load_model", not_now)
     src, a_file = photos(tmp_path / "in"), tmp_path / "notes.txt"
     a_file.write_text("not a folder")
     for output in (a_file, a_file / "restored"):
@@ -84,7 +85,7 @@ def test_the_output_is_checked_before_the_model_is_loaded(
 def test_a_read_only_output_folder_is_refused_before_the_model_is_loaded(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("model loaded"))
+    monkeypatch.setattr("ucdir.restore.session.load_model", lambda *a: pytest.fail("loaded"))
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -106,7 +107,7 @@ def test_an_unwritable_output_is_found_by_a_real_write_before_any_compute(
     def read_only(*args: Any, **kwargs: Any) -> Any:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(cli, "restore", lambda *a, **k: pytest.fail("computed an image"))
+    monkeypatch.setattr(session_module, "restore", lambda *a, **k: pytest.fail("computed an image"))
     monkeypatch.setattr("ucdir.restore.outputs.tempfile.TemporaryFile", read_only)
     cfg = restore_cfg(
         f"ckpt_path={checkpoint}", f"input={photos(tmp_path / 'in')}", f"output={tmp_path / 'o'}"

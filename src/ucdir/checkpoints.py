@@ -23,7 +23,11 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
-from ucdir.callbacks.config import CONFIG_KEY
+CONFIG_KEY = "ucdir_config"
+"""Where a ucdir checkpoint keeps its resolved run configuration (`StoreConfig` writes it)."""
+CHOICES_KEY = "ucdir_choices"
+"""The Hydra config-group options of the run (`{"model": "tiny", "task": "samples", ...}`), when
+it was started from the command line."""
 
 TEMP_PREFIX = ".tmp-"
 """Checkpoint temporary files: `<folder>/.tmp-<name>.<pid>` until renamed."""

@@ -29,12 +29,13 @@ from omegaconf import DictConfig, open_dict
 from torch import Tensor
 
 from ucdir.config_files import CONFIG_DIR
-from ucdir.hub import UCDIR
+from ucdir.loader import load_model
 from ucdir.metrics import Metrics
 from ucdir.overrides import reports_user_errors, run_command
+from ucdir.png import write_png
 from ucdir.precision import prepare_networks, resolve_precision
-from ucdir.restore import Restoration, restore
-from ucdir.restore.cli import load_networks, write_png
+from ucdir.restore.core import Restoration
+from ucdir.restore.session import RestoreSession
 from ucdir.train import train
 from ucdir.types import PairBatch
 
@@ -71,8 +72,8 @@ def _row(method: str, image: Tensor, gt: Tensor, seconds: float | None) -> dict[
     return {"method": method, **_score(image, gt), "seconds": seconds}
 
 
-def _seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+def _name(session: RestoreSession) -> str:
+    return f"{session.sampler.name} {session.sampler.steps} steps"  # type: ignore[attr-defined]
 
 
 def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
@@ -84,30 +85,24 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     batch = PairBatch(*next(iter(datamodule.val_dataloader())))
     lq, gt, scalars = batch.lq, batch.gt, batch.scalars
     seed = int(cfg.seed)
-    model, twin = UCDIR.load(cfg.demo.model), UCDIR.load(cfg.demo.regression)
+    model, twin = load_model(pretrained=cfg.demo.model), load_model(pretrained=cfg.demo.regression)
     precision = resolve_precision(str(cfg.get("precision", "auto")), lq.device)
     nets = (model.predictor, model.denoiser, twin.predictor, twin.denoiser)
     prepare_networks(precision, lq.device, *nets)
 
     rows = [_row("JPEG input (quality 10)", lq, gt, None)]
-    regression, seconds = _timed(lambda: twin.restore(lq, scalars=scalars, precision=precision))
+    session = RestoreSession.of(twin, precision=precision, seed=seed)
+    regression, seconds = _timed(lambda: session(lq, scalars=scalars))
     rows.append(_row(f"regression ({cfg.demo.regression})", regression.restored, gt, seconds))
     restorations: list[Restoration] = []
     for spec in cfg.demo.samplers:
-        sampler = _sampler(spec.name, int(spec.steps))
-        out, seconds = _timed(
-            functools.partial(
-                model.restore,
-                lq,
-                sampler,
-                generator=_seeded(seed),
-                scalars=scalars,
-                precision=precision,
-            )
+        session = RestoreSession.of(
+            model, _sampler(spec.name, int(spec.steps)), precision=precision, seed=seed
         )
+        out, seconds = _timed(functools.partial(session, lq, scalars=scalars))
         if not restorations:
             rows.append(_row(f"x_init ({cfg.demo.model})", out.x_init, gt, None))
-        label = f"UCDIR ({cfg.demo.model}), {sampler.name} {sampler.steps} steps"
+        label = f"UCDIR ({cfg.demo.model}), {_name(session)}"
         rows.append(_row(label, out.restored, gt, seconds))
         restorations.append(out)
     first = restorations[0]
@@ -123,23 +118,14 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             cfg.pretrained = cfg.demo.model
         train(cfg)
         finetune["seconds"] = round(time.perf_counter() - tic, 1)
-        predictor, denoiser, _ = load_networks(out_dir / "checkpoints" / "last.ckpt", lq.device)
-        prepare_networks(precision, lq.device, predictor, denoiser)
+        tuned = load_model(ckpt_path=out_dir / "checkpoints" / "last.ckpt").to(lq.device)
+        prepare_networks(precision, lq.device, tuned.predictor, tuned.denoiser)
         spec = cfg.demo.samplers[-1]
-        sampler = _sampler(spec.name, int(spec.steps))
-        out, seconds = _timed(
-            lambda: restore(
-                lq,
-                predictor,
-                denoiser,
-                sampler,
-                None,
-                _seeded(seed),
-                scalars=scalars,
-                precision=precision,
-            )
+        session = RestoreSession.of(
+            tuned, _sampler(spec.name, int(spec.steps)), precision=precision, seed=seed
         )
-        label = f"UCDIR fine-tuned {finetune['steps']} steps, {sampler.name} {sampler.steps} steps"
+        out, seconds = _timed(functools.partial(session, lq, scalars=scalars))
+        label = f"UCDIR fine-tuned {finetune['steps']} steps, {_name(session)}"
         rows.append(_row(label, out.restored, gt, seconds))
 
     result = {

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -62,7 +61,8 @@ from ucdir.metrics import (
     write_results,
 )
 from ucdir.overrides import reports_user_errors, run_command
-from ucdir.precision import prepare_networks, resolve_precision
+from ucdir.png import write_png
+from ucdir.restore.session import RestoreSession
 
 log = logging.getLogger(__name__)
 
@@ -250,33 +250,20 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     `<run dir>/restored/` (with `save_images=true`, x_init to `<run dir>/x_init/`), so the same
     numbers can be recomputed later with `mode=score`.
     """
-    from ucdir.restore import restore
-    from ucdir.restore.cli import choose_sampler, load_model, write_png
-
     if not (cfg.get("ckpt_path") or cfg.get("pretrained")):
         raise ValueError(
             "mode=model needs ckpt_path=<checkpoint of a ucdir training run> or "
             "pretrained=<exported folder | shipped model | user/repo>"
         )
-    device = resolve_device(str(cfg.device))
-    precision = resolve_precision(str(cfg.get("precision", "auto")), device)
-    predictor, denoiser, run_cfg, _ = load_model(
-        cfg.get("ckpt_path"), cfg.get("pretrained"), device
-    )
-    prepare_networks(precision, device, predictor, denoiser)
-    sampler = choose_sampler(cfg.sampler, run_cfg)
-    patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
+    session = RestoreSession.open(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("test")
-    metrics = _metrics(cfg).to(device)
+    metrics = _metrics(cfg).to(session.device)
     metrics.reset()
-    guidance, num_samples = float(cfg.get("guidance", 0.0)), int(cfg.get("num_samples", 1))
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
     scored = {"restored": metrics}
     if cfg.score_x_init:
         scored["x_init"] = metrics.spawn()
-    if num_samples > 1:
+    if session.num_samples > 1:
         scored["mean"] = metrics.spawn()
     if cfg.get("score_input", False) and _input_is_an_image(cfg):
         scored["input"] = metrics.spawn()
@@ -285,36 +272,24 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
             (out_dir / kind).mkdir(parents=True, exist_ok=True)
     seen, seconds = 0, 0.0
     loader = datamodule.test_dataloader()
-    total = len(loader) if cfg.limit is None else min(len(loader), int(cfg.limit))
-    for batch in tqdm(loader, total=total, desc="restoring", unit="batch", file=sys.stderr):
-        lq, gt, scalars = (t.to(device) for t in batch)
-        generator = torch.Generator(device=device).manual_seed(int(cfg.seed) + seen)
-        start = time.perf_counter()
-        out = restore(
-            lq,
-            predictor,
-            denoiser,
-            sampler,
-            patch,
-            generator,
-            scalars=scalars,
-            guidance=guidance,
-            num_samples=num_samples,
-            precision=precision,
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds += time.perf_counter() - start
-        names = [f"{seen + i:05d}" for i in range(gt.shape[0])]
-        images = {"restored": out.restored, "x_init": out.x_init, "mean": out.mean, "input": lq}
+    limit = None if cfg.limit is None else int(cfg.limit)
+    total = len(loader) if limit is None else min(len(loader), limit)
+    progress = tqdm(total=total, desc="restoring", unit="batch", file=sys.stderr)
+    for done in session.batches(loader, limit):
+        out = done.result
+        images = {"restored": out.restored, "x_init": out.x_init, "mean": out.mean}
+        images["input"] = done.lq
         for kind, scorer in scored.items():
-            scorer.update(images[kind], gt, names=names)
+            scorer.update(images[kind], done.gt, names=done.names)
             if cfg.save_images:
-                for name, image in zip(names, images[kind], strict=True):
+                for name, image in zip(done.names, images[kind], strict=True):
                     write_png(image, out_dir / kind / f"{name}.png")
-        seen += gt.shape[0]
-        if cfg.limit is not None and seen >= int(cfg.limit):
-            break
+        seen += len(done.names)
+        seconds += done.seconds
+        progress.update(1)
+    progress.close()
+    sampler, patch, precision = session.sampler, session.patch, session.precision
+    guidance, num_samples, device = session.guidance, session.num_samples, session.device
     results = {kind: scorer.compute() for kind, scorer in scored.items()}
     steps = int(getattr(sampler, "steps", 1))
     sampler_name = str(getattr(sampler, "name", type(sampler).__name__))

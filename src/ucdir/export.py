@@ -18,10 +18,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from ucdir.checkpoints import check_finite, load_state, read_checkpoint, run_config
+from ucdir.checkpoints import check_finite
 from ucdir.config_files import CONFIG_DIR
-from ucdir.from_file import check
-from ucdir.hub import UCDIR
+from ucdir.loader import load_model
 from ucdir.overrides import reports_user_errors, run_command
 
 log = logging.getLogger(__name__)
@@ -75,22 +74,9 @@ def export(
         raise FileExistsError(f"output: {out} is a file; give a folder for the model")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"output: {out} is not empty; pass overwrite=true to replace it")
-    ckpt = read_checkpoint(ckpt_path)
-    cfg = run_config(ckpt)
-    task = dict(cfg.get("task") or {})
-    stored: dict = cfg["model"] if isinstance(cfg.get("model"), dict) else {}
-    for role in ("predictor", "denoiser", "sampler"):  # named as the checkpoint's keys
-        if role != "sampler" or stored.get(role) is not None:
-            check(stored.get(role), role, f"ckpt_path: model.{role}")  # type: ignore[arg-type]
-    model = UCDIR(
-        predictor=cfg["model"]["predictor"],
-        denoiser=cfg["model"]["denoiser"],
-        sampler=cfg["model"].get("sampler"),
-        task=task,
-    )
-    load_state(model.predictor, ckpt, prefix="predictor.")
-    load_state(model.denoiser, ckpt, prefix="denoiser.")
-    check_finite(model, ckpt_path)
+    model = load_model(ckpt_path=ckpt_path)
+    run = model.training_run or {}
+    cfg, task = run.get("config") or {}, model.task
     model.to(DTYPES[dtype])
     try:
         check_finite(model, ckpt_path)
@@ -105,7 +91,7 @@ def export(
         "title": name or out.resolve().name,
         "task": task.get("name", "unknown"),
         "data": str((cfg.get("data") or {}).get("root") or "see config.json"),
-        "steps": int(ckpt.get("global_step", 0)),
+        "steps": int(run.get("global_step", 0)),
         "wall_time": "",
         "sampler": "none"
         if sampler is None
@@ -114,9 +100,7 @@ def export(
         "metrics": _metrics_table(_last_validation(Path(ckpt_path))),
         "license": "Apache-2.0 (the code); the weights also follow the training data's terms",
         "recipe": "",
-        "use_args": f" sampler=distilled sampler.steps={sampler.steps}"
-        if type(sampler).__name__ == "DistilledSampler"
-        else "",
+        "use_args": "",  # the model's own sampler is every command's default
     }
     fields.update(card or {})
     if overwrite:  # the mixin keeps an existing model card: replace it with this model's

@@ -33,15 +33,18 @@ from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
     UniPCMultistepScheduler,
 )
 from torch import nn
 
-from ucdir.diffusion.distill import DistilledSampler
-from ucdir.diffusion.sampling import RegressionSampler, Sampler
+from ucdir.diffusion.memory import peak_bytes
+from ucdir.diffusion.sampling import DistilledSampler, RegressionSampler, Sampler
 from ucdir.diffusion.schedules import CosineSchedule, LinearSchedule
 from ucdir.models.denoiser import ConditionalUNet
 from ucdir.models.predictor import InitialPredictor
+from ucdir.types import Cond
 
 Role = Literal["predictor", "denoiser", "sampler", "schedule", "scheduler"]
 
@@ -188,6 +191,24 @@ SCHEDULERS: dict[str, Spec] = {
         },
         partial=True,
     ),
+    "diffusers.EulerDiscreteScheduler": Spec(
+        EulerDiscreteScheduler,
+        {
+            "timestep_spacing": TIMESTEPS,
+            "use_karras_sigmas": boolean,
+            "steps_offset": integer(0, 10),
+        },
+        partial=True,
+    ),
+    "diffusers.HeunDiscreteScheduler": Spec(
+        HeunDiscreteScheduler,
+        {
+            "timestep_spacing": TIMESTEPS,
+            "use_karras_sigmas": boolean,
+            "steps_offset": integer(0, 10),
+        },
+        partial=True,
+    ),
     "diffusers.UniPCMultistepScheduler": Spec(
         UniPCMultistepScheduler,
         {
@@ -223,7 +244,11 @@ SAMPLERS: dict[str, Spec] = {
         },
     ),
     "ucdir.diffusion.sampling.RegressionSampler": Spec(RegressionSampler, {"steps": STEPS}),
+    # the name model files exported before the sampler moved to ucdir.diffusion.sampling give
     "ucdir.diffusion.distill.DistilledSampler": Spec(
+        DistilledSampler, {"schedule": nested("schedule"), "steps": STEPS, "clip_residual": CLIP}
+    ),
+    "ucdir.diffusion.sampling.DistilledSampler": Spec(
         DistilledSampler, {"schedule": nested("schedule"), "steps": STEPS, "clip_residual": CLIP}
     ),
 }
@@ -412,9 +437,6 @@ def _meta_network(checked: Checked, where: str) -> nn.Module:
 
 
 def _activation_bytes(denoiser: nn.Module, tile: int) -> int:
-    from ucdir.diffusion.memory import peak_bytes
-    from ucdir.types import Cond
-
     lq_channels, channels = getattr(denoiser, "lq_channels", 3), getattr(denoiser, "channels", 3)
     lq = torch.empty(1, int(lq_channels), 1, 1, device="meta")
     x = torch.empty(1, int(channels), 1, 1, device="meta")

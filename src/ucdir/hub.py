@@ -13,17 +13,32 @@ before allocation, and weights with non-finite values are refused.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
-from ucdir.checkpoints import count_nonfinite
+from ucdir.checkpoints import (
+    check_checkpoint_file,
+    check_finite,
+    count_nonfinite,
+    file_hash,
+    load_state,
+    read_checkpoint,
+    run_config,
+)
+from ucdir.diffusion.sampling import DistilledSampler, RegressionSampler, SamplerLike
 from ucdir.from_file import UnsafeConfigError, build, build_networks, check, check_plain
+from ucdir.restore.core import Restoration, restore
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -111,7 +126,11 @@ class UCDIR(
             None if sampler is None else check(sampler, "sampler", where).as_config()
         )
         self.task = check_plain(dict(task or {}), f"{CONFIG_FILE}: task")
-        self.weights_file: str | None = None  # set by `load`
+        self.weights_file: str | None = None  # set by `load` / `from_checkpoint`
+        self.source: dict[str, str | None] = {"ckpt_path": None, "pretrained": None}
+        self.record: dict[str, Any] | None = None  # a checkpoint's model config (sidecars)
+        self.training_run: dict[str, Any] | None = None  # a checkpoint's run config and step
+        self._sha256: str | None = None
         # what save_pretrained writes: the normalised configs, never the raw arguments
         self._hub_mixin_config = {
             "predictor": self.predictor_config,
@@ -126,15 +145,94 @@ class UCDIR(
             return None
         return build(self.sampler_config, "sampler", f"{CONFIG_FILE}: sampler")
 
-    @torch.no_grad()
-    def restore(self, lq: Tensor, sampler: Any = None, **kwargs: Any) -> Any:
-        """`ucdir.restore.restore` with this model's networks (and its default sampler)."""
-        from ucdir.restore import restore
+    def sampler_for(self, chosen: Any = None) -> SamplerLike:
+        """The sampler a run uses: the model's own (`chosen` None, or a config without
+        `_target_`, such as `sampler=model`, whose other keys, e.g. `steps`, override the own
+        one's), else `chosen` (a composed Hydra config or a sampler). A regression model always
+        makes its one forward.
 
-        chosen = sampler if sampler is not None else self.default_sampler()
-        if chosen is None:
-            raise ValueError("this model has no default sampler: pass sampler=")
-        return restore(lq, self.predictor, self.denoiser, chosen, **kwargs)
+        Raises:
+            ValueError: the model has no sampler of its own and none was chosen.
+        """
+        own = self.default_sampler()
+        if chosen is None or _is_override(chosen):
+            if own is None:
+                raise ValueError(
+                    "this model has no sampler of its own: choose one, e.g. sampler=ddpm "
+                    "(the paper's) or sampler=dpmpp sampler.steps=10"
+                )
+            changes = {k: v for k, v in dict(chosen or {}).items() if v is not None}
+            if not changes or isinstance(own, RegressionSampler):
+                return own
+            config = {**self.sampler_config, **changes}  # type: ignore[dict-item]
+            return build(config, "sampler", "sampler (the model's own, overridden)")
+        sampler = instantiate(chosen) if _is_config(chosen) else chosen
+        if isinstance(own, RegressionSampler) and not isinstance(sampler, RegressionSampler):
+            log.info("a regression model: restored with one forward (sampler=regression)")
+            return own
+        if isinstance(own, DistilledSampler) and not isinstance(sampler, DistilledSampler):
+            log.warning(
+                "a distilled student: it was trained for its own few-step sampler (%s, %d "
+                "steps); %s runs it off its training",
+                own.name,
+                own.steps,
+                getattr(sampler, "name", type(sampler).__name__),
+            )
+        return sampler
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the weights file (hashed into sidecars), computed once."""
+        if self._sha256 is None:
+            if self.weights_file is None:
+                raise ValueError("this model was not loaded from a file: no weights hash")
+            self._sha256 = file_hash(self.weights_file)
+        return self._sha256
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What the sidecars record as the model: a checkpoint's model config, or the networks
+        and sampler of `config.json`."""
+        if self.record is not None:
+            return self.record
+        return {
+            "predictor": self.predictor_config,
+            "denoiser": self.denoiser_config,
+            "sampler": self.sampler_config,
+        }
+
+    @torch.no_grad()
+    def restore(self, lq: Tensor, sampler: Any = None, **kwargs: Any) -> Restoration:
+        """`ucdir.restore.restore` with this model's networks and its own sampler (or
+        `sampler`, as for `sampler_for`)."""
+        return restore(lq, self.predictor, self.denoiser, self.sampler_for(sampler), **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt_path: str | Path) -> UCDIR:
+        """The model of a training checkpoint (`python -m ucdir.train`): networks and sampler
+        rebuilt from the run config stored inside it (allow-listed, bounded), its EMA weights.
+
+        Raises:
+            UnsafeConfigError: the stored config names anything outside the allow-list.
+            ValueError: no ucdir run config, weights that do not fit, or non-finite weights.
+        """
+        path = check_checkpoint_file(ckpt_path)
+        ckpt = read_checkpoint(path)
+        cfg = run_config(ckpt)
+        stored: dict = cfg["model"] if isinstance(cfg.get("model"), dict) else {}
+        for role in ("predictor", "denoiser", "sampler"):  # refusals named as the stored keys
+            if role != "sampler" or stored.get(role) is not None:
+                check(stored.get(role), role, f"ckpt_path: model.{role}")  # type: ignore[arg-type]
+        task = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
+        model = cls(stored.get("predictor"), stored.get("denoiser"), stored.get("sampler"), task)
+        load_state(model.predictor, ckpt, prefix="predictor.")
+        load_state(model.denoiser, ckpt, prefix="denoiser.")
+        check_finite(model.predictor, ckpt_path, "predictor.")
+        check_finite(model.denoiser, ckpt_path, "denoiser.")
+        model.weights_file, model.record = str(ckpt_path), stored
+        model.source = {"ckpt_path": str(ckpt_path), "pretrained": None}
+        model.training_run = {"config": cfg, "global_step": int(ckpt.get("global_step", 0))}
+        return model.eval()
 
     @classmethod
     def load(cls, name_or_path: str | Path, **hub_kwargs: Any) -> UCDIR:
@@ -160,6 +258,7 @@ class UCDIR(
         model = cls(**read_config(config_file))
         load_weights(model, weights)
         model.weights_file = str(weights)
+        model.source = {"ckpt_path": None, "pretrained": str(name_or_path)}
         return model.eval()
 
     @classmethod
@@ -167,6 +266,15 @@ class UCDIR(
         """The mixin's `from_pretrained` loads through `load` (safetensors only, checked)."""
         hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if kwargs.get(k)}
         return cls.load(model_id, **hub)
+
+
+def _is_config(node: Any) -> bool:
+    return isinstance(node, Mapping | DictConfig)
+
+
+def _is_override(node: Any) -> bool:
+    """A sampler config that names no class: changes to the model's own sampler."""
+    return _is_config(node) and "_target_" not in node
 
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -16,11 +16,12 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ucdir.data.order import seed_batch
 from ucdir.device import compile_unavailable
-from ucdir.diffusion.memory import AutoPatchSplit
 from ucdir.diffusion.objective import Loss
-from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit
+from ucdir.diffusion.patching import Tiling
+from ucdir.diffusion.sampling import SamplerLike
 from ucdir.metrics import Metrics, MetricsResult
-from ucdir.restore import Restoration, SamplerLike, restore
+from ucdir.restore.core import Restoration
+from ucdir.restore.session import RestoreSession
 from ucdir.types import PairBatch
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class UCDIRLitModule(L.LightningModule):
         denoiser: nn.Module,
         objective: Objective,
         sampler: SamplerLike,
-        patch: PatchSplit | AutoPatchSplit | NaivePatchSplit | None = None,
+        patch: Tiling | None = None,
         optimizer: Callable[..., Optimizer] = torch.optim.AdamW,
         freeze_predictor: bool = False,
         val_seed: int = 0,
@@ -274,18 +275,8 @@ class UCDIRLitModule(L.LightningModule):
         sampler = self.sampler
         if self.trainer.sanity_checking and sampler.steps > self.sanity_steps:
             sampler = dataclasses.replace(sampler, steps=self.sanity_steps)  # type: ignore[type-var]
-        generator = torch.Generator(device=batch.lq.device).manual_seed(
-            self.val_seed + positions[0]
-        )
-        out: Restoration = restore(
-            batch.lq,
-            self.predictor,
-            self.denoiser,
-            sampler,
-            self.patch,
-            generator,
-            scalars=batch.scalars,
-        )
+        session = RestoreSession(self.predictor, self.denoiser, sampler, self.patch)
+        out = session(batch.lq, scalars=batch.scalars, seed=self.val_seed + positions[0])
         if len(keep) < len(positions):
             index = torch.tensor(keep, device=batch.gt.device)
             out = Restoration(out.restored[index], out.x_init[index])

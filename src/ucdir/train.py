@@ -35,6 +35,7 @@ from ucdir.checkpoints import (
 )
 from ucdir.config_files import CONFIG_DIR
 from ucdir.lit_module import UCDIRLitModule
+from ucdir.loader import load_model
 from ucdir.overrides import reports_user_errors, run_command
 from ucdir.precision import trainer_precision
 
@@ -75,17 +76,18 @@ def check_optimizer(factory: Callable[..., Optimizer], key: str = "model.optimiz
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, UCDIRLitModule, L.Trainer]:
     """Instantiates the DataModule, the LightningModule and the Trainer of a run config."""
     datamodule: L.LightningDataModule = instantiate(cfg.data)
-    pretrained = None
+    pretrained, given = None, {}
     if cfg.get("pretrained"):
-        from ucdir.hub import UCDIR
-
         # fine-tune / initialise from a shared model: its networks (config and weights) replace
         # the model group's, so the run's checkpoints describe what they hold
-        pretrained = UCDIR.load(cfg.pretrained)
+        pretrained = load_model(pretrained=cfg.pretrained)
         with open_dict(cfg):
             cfg.model.predictor = pretrained.predictor_config
             cfg.model.denoiser = pretrained.denoiser_config
-    model: UCDIRLitModule = instantiate(cfg.model)
+        objective = cfg.model.get("objective") or {}
+        if objective.get("teacher") == cfg.pretrained:  # distillation: the same model, once
+            given["objective"] = instantiate(objective, teacher=pretrained)
+    model: UCDIRLitModule = instantiate(cfg.model, **given)
     check_optimizer(model.optimizer_factory)
     if pretrained is not None:
         model.predictor.load_state_dict(pretrained.predictor.state_dict())

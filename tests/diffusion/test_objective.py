@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from ucdir.diffusion.objective import RegressionObjective, ResidualObjective, make_cond
+from ucdir.diffusion.conditioning import make_cond
+from ucdir.diffusion.objective import RegressionObjective, ResidualObjective
 from ucdir.diffusion.schedules import LinearSchedule, gammas
 from ucdir.models import ConditionalUNet, InitialPredictor
 

@@ -4,7 +4,7 @@ import torch
 from tests.diffusion.helpers import load_sampler, make_cond, options, oracle
 from ucdir.diffusion.sampling import RegressionSampler, Sampler
 
-SAMPLERS = [s for s in options("sampler") if s != "regression"]
+SAMPLERS = [s for s in options("sampler") if s not in ("regression", "model")]  # model: the own one
 SCHEDULES = options("schedule")
 CASES = [(s, k) for s in SAMPLERS for k in SCHEDULES]
 
@@ -25,14 +25,19 @@ def test_sampler_contract(sampler_name: str, schedule: str) -> None:
         calls.append(1)
         return oracle(r0)(x, g, c)
 
+    steps: list[int] = []
+
     def run(seed: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed)
         x_T = sampler.initial_noise(tuple(r0.shape), r0, gen)
-        return sampler(counted, x_T, cond, generator=gen)
+        return sampler(counted, x_T, cond, generator=gen, callback=lambda i, x: steps.append(i))
 
     out = run(0)
     assert out.shape == r0.shape
-    assert len(calls) == 10  # one network call per step (all these samplers are single-call)
+    # one network call per step; Heun (2nd order, sigma space) two, but one for the last step
+    assert len(calls) == (2 * 10 - 1 if sampler_name == "heun" else 10)
+    assert steps == list(range(10))  # progress: one callback per step for every sampler
+    assert getattr(sampler, "sigma_space", False) == (sampler_name in ("euler", "heun"))
     # an oracle that knows r0 makes every sampler return r0 (tolerance 1e-3 in [-1, 1] scale)
     torch.testing.assert_close(out, r0, atol=1e-3, rtol=0)
     torch.testing.assert_close(run(0), run(0), atol=0, rtol=0)

@@ -41,7 +41,8 @@ def test_model_mode_reports_restoration_and_x_init_with_seconds(
     scores = run(cfg, tmp_path / "run")
     restored, x_init, jpeg = scores.rows
     assert jpeg["method"] == "samples input" and "seconds" not in jpeg
-    assert restored["sampler"] == "DDPMScheduler" and restored["steps"] == 2
+    # no sampler= given: the model's own (the run's validation sampler, DPM-Solver++)
+    assert restored["sampler"] == "DPMSolverMultistepScheduler" and restored["steps"] == 2
     assert restored["seconds"] > 0 and "seconds" not in x_init
     assert x_init["method"] == f"{restored['method']} x_init"
     assert restored["psnr"] != x_init["psnr"]

@@ -25,9 +25,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import Tensor
 
 from ucdir.app.progress import (
     CancelRequestedError,
@@ -36,16 +35,14 @@ from ucdir.app.progress import (
     Report,
     tiles_per_step,
 )
-from ucdir.checkpoints import file_hash
 from ucdir.config_files import CONFIG_DIR, config_dir
 from ucdir.data.images import image_size, read_image
 from ucdir.device import resolve_device
-from ucdir.hub import CONFIG_FILE, WEIGHTS_FILE, shipped_models
+from ucdir.hub import CONFIG_FILE, UCDIR, WEIGHTS_FILE, shipped_models
+from ucdir.loader import load_model
 from ucdir.precision import Precision, prepare_networks, resolve_precision
-from ucdir.restore.cli import _scalars, choose_sampler, load_model
-from ucdir.restore.core import restore
 from ucdir.restore.inputs import input_kind, list_inputs
-from ucdir.restore.outputs import Provenance, save_restoration
+from ucdir.restore.session import RestoreSession
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +170,9 @@ class Choices:
 
     Args:
         pretrained: a shipped model's name, an exported folder or a hub id.
-        sampler: a `sampler=` option (`samplers()`).
-        steps: sampler steps (a regression model always makes one forward).
+        sampler: a `sampler=` option (`samplers()`); `model` (the default) is the model's own.
+        steps: sampler steps; 0 keeps the sampler's own count (a regression model always makes
+            one forward).
         seed: seed of the only random generator.
         guidance: fidelity–realness scale ≥ 0 (0 = the paper's sampler, more = closer to x_init).
         num_samples: samples per image; > 1 also gives their mean and per-pixel spread.
@@ -184,8 +182,8 @@ class Choices:
     """
 
     pretrained: str
-    sampler: str = "dpmpp"
-    steps: int = 10
+    sampler: str = "model"
+    steps: int = 0
     seed: int = 0
     guidance: float = 0.0
     num_samples: int = 1
@@ -197,18 +195,19 @@ class Choices:
             raise InputError(f"sampler must be one of {samplers()}, got {self.sampler!r}")
         if self.patch not in PATCHES:
             raise InputError(f"patch must be one of {list(PATCHES)}, got {self.patch!r}")
-        if self.steps < 1 or self.num_samples < 1 or self.guidance < 0:
+        if self.steps < 0 or self.num_samples < 1 or self.guidance < 0:
             raise InputError(
-                "need steps >= 1, num_samples >= 1 and guidance >= 0, got "
+                "need steps >= 0, num_samples >= 1 and guidance >= 0, got "
                 f"steps={self.steps!r}, num_samples={self.num_samples!r}, "
                 f"guidance={self.guidance!r}"
             )
 
     def overrides(self) -> list[str]:
         """The Hydra overrides of these choices (paths excluded: they are set on the config)."""
-        out = [
-            f"sampler={self.sampler}",
-            f"sampler.steps={self.steps}",
+        out = [f"sampler={self.sampler}"] if self.sampler != "model" else []
+        if self.steps:
+            out.append(f"sampler.steps={self.steps}")
+        out += [
             f"seed={self.seed}",
             f"guidance={self.guidance}",
             f"num_samples={self.num_samples}",
@@ -260,20 +259,11 @@ def restore_config(overrides: list[str]) -> DictConfig:
             return compose(config_name="restore", overrides=overrides)
 
 
-class Model(NamedTuple):
-    """A loaded model as the restore command loads it, plus the hash its sidecars carry."""
-
-    predictor: nn.Module
-    denoiser: nn.Module
-    run_cfg: dict
-    weights: Path
-    sha256: str
-
-
 @functools.lru_cache(maxsize=4)
-def cached_model(pretrained: str, device: str, precision: Precision = "fp32") -> Model:
-    """The networks of `pretrained=`, loaded once per (name, device, precision) for the app's
-    lifetime, their weights in the layout of `precision` (`ucdir.precision.prepare`).
+def cached_model(pretrained: str, device: str, precision: Precision = "fp32") -> UCDIR:
+    """The model of `pretrained=`, loaded once per (name, device, precision) for the app's
+    lifetime, on `device` with its weights in the layout of `precision`
+    (`ucdir.precision.prepare_networks`).
 
     `pretrained` must come from `ModelAllowList.source`: this loads whatever it names.
 
@@ -282,17 +272,19 @@ def cached_model(pretrained: str, device: str, precision: Precision = "fp32") ->
             takes packed raw input (the app restores RGB images).
     """
     try:
-        predictor, denoiser, run_cfg, weights = load_model(None, pretrained, torch.device(device))
+        model = load_model(pretrained=pretrained)
     except FileNotFoundError as err:
         raise InputError(str(err)) from err
-    if input_kind(int(getattr(denoiser, "lq_channels", 3))) != "image":
+    if input_kind(int(getattr(model.denoiser, "lq_channels", 3))) != "image":
         raise InputError(
             f"model {pretrained!r} restores camera raw files (packed raw Bayer input, trained with "
             "task=sid task.input=packed), not the RGB images this app reads: choose an RGB model "
             "such as jpeg-cpu, or restore raw files with python -m ucdir.restore"
         )
-    prepare_networks(precision, torch.device(device), predictor, denoiser)
-    return Model(predictor, denoiser, run_cfg, weights, file_hash(weights))
+    model.to(torch.device(device)).eval()
+    prepare_networks(precision, torch.device(device), model.predictor, model.denoiser)
+    model.sha256  # hashed once, here, not per request  # noqa: B018
+    return model
 
 
 def check_upload(path: str | Path, max_pixels: int) -> tuple[int, int]:
@@ -397,43 +389,30 @@ def restore_upload(
     cfg.pretrained, cfg.input, cfg.output = choices.pretrained, str(src), str(out.parent)
     cfg.paths.output_dir = str(out.parent)  # the run folder, outside `python -m` too
     try:
-        sampler = choose_sampler(cfg.sampler, model.run_cfg)
-        patch = instantiate(cfg.patch) if cfg.get("patch") is not None else None
-        names = tuple(getattr(model.denoiser, "aux_scalars", ()))
-        scalars = _scalars(cfg, names, dev, None, dict(model.run_cfg.get("task") or {}))
+        session = RestoreSession.open(cfg, model)
+        scalars = session.scalars(cfg.scalars or {})
     except (ValueError, InstantiationException) as err:
         raise InputError(f"{choices.pretrained}: {err}") from err
     scale = int(getattr(model.predictor, "upscale", 1))
     progress = Progress(
         report,
-        sampler.steps * choices.num_samples,
-        tiles_per_step(patch, lq.shape[-2] * scale, lq.shape[-1] * scale),
+        session.sampler.steps * choices.num_samples,
+        tiles_per_step(session.patch, lq.shape[-2] * scale, lq.shape[-1] * scale),
         name,
         cancel,
     )
     try:
-        result = restore(
+        result = session(
             lq,
-            model.predictor,
-            CountingDenoiser(model.denoiser, progress.on_call),
-            sampler,
-            patch,
-            torch.Generator(device=dev).manual_seed(choices.seed),
             scalars=scalars,
-            guidance=choices.guidance,
-            num_samples=choices.num_samples,
             callback=progress.on_step,
-            precision=prec,
+            denoiser=CountingDenoiser(model.denoiser, progress.on_call),
         )
     except RuntimeError as err:
         if isinstance(err, CancelRequestedError):
             raise
         raise InputError(f"{name}: model {choices.pretrained!r} cannot restore it: {err}") from err
-    made_by = Provenance(
-        cfg, model.run_cfg, model.weights, model.sha256, sampler, patch, scalars, dev,
-        precision=prec,
-    )  # fmt: skip
-    sidecar = save_restoration(result, src, out, int(cfg.bits), made_by)
+    sidecar = session.save(result, src, out, cfg, bits=int(cfg.bits), scalars=scalars)
     files = [out, out.with_suffix(".json")]
     if result.mean is not None:
         files += [out.with_name(f"{out.stem}_mean.png"), out.with_name(f"{out.stem}_std.png")]

@@ -123,7 +123,9 @@ def build_app(settings: Settings) -> gr.Blocks:
                 )
                 with gr.Row():
                     sampler = gr.Dropdown(samplers(), value=start.sampler, label="sampler")
-                    steps = gr.Slider(1, 50, value=start.steps, step=1, label="steps")
+                    steps = gr.Slider(
+                        0, 50, value=start.steps, step=1, label="steps (0: the sampler's own)"
+                    )
                 guidance = gr.Slider(
                     0,
                     10,

@@ -8,10 +8,9 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-CONFIG_KEY = "ucdir_config"
-CHOICES_KEY = "ucdir_choices"
-"""The Hydra config-group options of the run (`{"model": "tiny", "task": "samples", ...}`), when
-it was started from the command line."""
+from ucdir.checkpoints import CHOICES_KEY, CONFIG_KEY
+
+__all__ = ["CHOICES_KEY", "CONFIG_KEY", "StoreConfig"]
 
 
 class StoreConfig(Callback):

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from torch import Tensor
 
 from ucdir.metrics.results import COLUMNS
+from ucdir.png import write_png
 from ucdir.types import PairBatch
 
 
@@ -169,6 +170,4 @@ def _finite(value: Any) -> Any:
 
 
 def _save_png(image: Tensor, path: Path) -> None:
-    from ucdir.restore.cli import write_png
-
     write_png(image, path)

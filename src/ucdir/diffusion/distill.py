@@ -1,5 +1,7 @@
 """Few-step and one-step restoration: a student distilled from a trained model's deterministic
-sampler (`DistillObjective`), and the sampler that runs it (`DistilledSampler`).
+sampler (`DistillObjective`); the sampler that runs it is
+`ucdir.diffusion.sampling.DistilledSampler` (also importable from here: older model files name it
+so).
 
 The teacher's ODE sampler (DPM-Solver++ or DDIM with eta = 0, both deterministic given x_T) maps
 the noise x_T to a residual r0*. The student, a copy of the teacher's networks, learns that map
@@ -19,100 +21,29 @@ as the ground truth in one step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from ucdir.diffusion.objective import Loss, _distance, _raw, make_cond, to_diffusion
+from ucdir.diffusion.conditioning import make_cond, to_diffusion
+from ucdir.diffusion.objective import Loss, _distance, _raw
 from ucdir.diffusion.parametrization import (
     eps_from_prediction,
-    eps_from_residual,
     residual_from_eps,
-    wide_dtype,
 )
-from ucdir.diffusion.sampling import Sampler, StepCallback, standard_normal
-from ucdir.diffusion.schedules import Schedule, gammas
-from ucdir.types import Cond, EpsFn
-
-
-def level_timesteps(num_steps: int, steps: int) -> list[int]:
-    """The `steps` timesteps (0-based, diffusers' indexing) a K-step student is called at:
-    evenly spaced from the noisiest level T − 1 down (K = 4 on 50 levels: 49, 37, 24, 12)."""
-    if not 1 <= steps <= num_steps:
-        raise ValueError(f"steps must be in 1..{num_steps} (the schedule's length), got {steps!r}")
-    return [num_steps - 1 - (k * num_steps) // steps for k in range(steps)]
-
-
-def student_levels(schedule: Schedule, steps: int) -> Tensor:
-    """(steps,) float64 signal levels γ_k = sqrt(ᾱ_{t_k}) of the K-step student."""
-    levels = gammas(schedule)  # index t + 1 is diffusers' timestep t
-    return levels[[t + 1 for t in level_timesteps(schedule.num_steps, steps)]]
-
-
-def _sigma(gamma: Tensor) -> Tensor:
-    return (1 - gamma * gamma).clamp_min(0).sqrt()
-
-
-@dataclass(frozen=True)
-class DistilledSampler:
-    """Restores with a distilled student in `steps` network calls (1, 2, 4, ...).
-
-    Each call predicts the end point r̂0 (clamped to ±`clip_residual`, as every sampler does);
-    between calls the state moves to the next level by the deterministic DDIM update; the last
-    r̂0 is returned. The network is called through `eps_fn`, so inter-step patch splitting and
-    the fidelity guidance wrap every call exactly as for the other samplers.
-
-    Args:
-        schedule: the levels' schedule (the evaluation schedule the teacher sampled on).
-        steps: network calls per restoration.
-        clip_residual: clamp of each call's residual estimate (None = off).
-    """
-
-    schedule: Schedule
-    steps: int = 1
-    clip_residual: float | None = 1.0
-
-    def __post_init__(self) -> None:
-        level_timesteps(self.schedule.num_steps, self.steps)  # validates steps
-
-    @property
-    def name(self) -> str:
-        return f"distilled-{self.steps}"
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        eps_fn: EpsFn,
-        x_T: Tensor,
-        cond: Cond,
-        *,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tensor:
-        """The residual r0 (in [-1, 1] image scale) from x_T (B, C, H, W)."""
-        levels = student_levels(self.schedule, self.steps).to(x_T.device, wide_dtype(x_T))
-        x = x_T
-        r0 = x
-        for k in range(self.steps):
-            gamma = levels[k].expand(x.shape[0])
-            r0 = residual_from_eps(x, gamma, eps_fn(x, gamma, cond).to(x.dtype))
-            if self.clip_residual is not None:
-                r0 = r0.clamp(-self.clip_residual, self.clip_residual)
-            if k + 1 < self.steps:
-                eps = eps_from_residual(x, gamma, r0)
-                g = levels[k + 1]
-                x = (g * r0.to(g.dtype) + _sigma(g) * eps.to(g.dtype)).to(x_T.dtype)
-            if callback is not None:
-                callback(k, x if k + 1 < self.steps else r0)
-        return r0
-
-    def initial_noise(
-        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
-    ) -> Tensor:
-        """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
-        return standard_normal(shape, like, generator)
+from ucdir.diffusion.sampling import (
+    DistilledSampler,
+    Sampler,
+    _sigma,
+    level_timesteps,
+    standard_normal,
+    student_levels,
+)
+from ucdir.diffusion.schedules import Schedule
+from ucdir.loader import load_model
+from ucdir.types import Cond
 
 
 def student_residual(denoiser: nn.Module, x: Tensor, gamma: Tensor, cond: Cond) -> Tensor:
@@ -131,10 +62,8 @@ def _load_teacher(teacher: Any) -> Any:
             "the distill objective needs a teacher: pretrained=<exported folder | shipped model "
             "| user/repo> (e.g. pretrained=jpeg-cpu), or model.objective.teacher=…"
         )
-    if isinstance(teacher, str):
-        from ucdir.hub import UCDIR
-
-        return UCDIR.load(teacher)
+    if isinstance(teacher, str | Path):
+        return load_model(pretrained=teacher)
     return teacher
 
 

@@ -12,15 +12,18 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from ucdir.diffusion.conditioning import make_cond
 from ucdir.diffusion.patching import (
     DEFAULT_MAX_TILES,
     DEFAULT_PREDICTOR_MAX_PIXELS,
     Merge,
     PatchSplit,
+    _TiledPredictor,
     check_predictor_tiling,
     min_stride,
 )
-from ucdir.types import Cond
+from ucdir.diffusion.sampling import SamplerLike, StepCallback
+from ucdir.types import Cond, EpsFn
 
 
 class PeakTensorMemory(TorchDispatchMode):
@@ -72,7 +75,7 @@ def peak_bytes(network: nn.Module, cond: Cond, size: int) -> int:
 
 
 @dataclass(frozen=True)
-class AutoPatchSplit:
+class AutoPatchSplit(_TiledPredictor):
     """`PatchSplit` with the tile chosen from a memory budget for the network and image at hand.
 
     The peak activation memory of the noise predictor at a candidate tile is measured on the meta
@@ -133,10 +136,21 @@ class AutoPatchSplit:
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
         return lo
 
-    def resolve(self, network: nn.Module, cond: Cond) -> PatchSplit:
-        """The concrete `PatchSplit` for this network and image."""
+    def resolve(
+        self, denoiser: EpsFn, lq: Tensor, scalars: Tensor | None, scale: int
+    ) -> PatchSplit:
+        """The concrete `PatchSplit` for this network and an input `lq` (in [−1, 1]) whose
+        initial prediction is `scale` times its size.
+
+        Raises:
+            ValueError: the denoiser is no `nn.Module` (its memory cannot be measured).
+        """
+        if not isinstance(denoiser, nn.Module):
+            raise ValueError("patch=auto measures the denoiser's memory: it must be an nn.Module")
+        b, _, h, w = lq.shape
+        probe = make_cond(lq, lq.new_zeros(b, 3, h * scale, w * scale), scalars)
         return PatchSplit(
-            self.tile_for(network, cond),
+            self.tile_for(denoiser, probe),
             self.overlap,
             self.merge,
             self.batch_tiles,
@@ -144,3 +158,13 @@ class AutoPatchSplit:
             self.predictor_tile,
             self.max_tiles,
         )
+
+    def sample(
+        self,
+        sampler: SamplerLike,
+        eps_fn: EpsFn,
+        cond: Cond,
+        generator: torch.Generator | None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        raise TypeError("AutoPatchSplit samples through the PatchSplit `resolve` returns")

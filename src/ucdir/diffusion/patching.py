@@ -1,4 +1,6 @@
-"""Inter-step patch splitting (paper §3.3) and the naive baseline it is compared with (Fig. 6).
+"""How `restore` cuts an image (`Tiling`): whole (`WholeImage`), inter-step patch splitting
+(paper §3.3, `PatchSplit`) and the naive baseline it is compared with (Fig. 6, `NaivePatchSplit`);
+`ucdir.diffusion.memory.AutoPatchSplit` resolves to a `PatchSplit` for the image at hand.
 
 `PatchSplit` wraps the noise predictor: at every sampling step the full x_t and every spatial
 field of the conditioning are cut into overlapping tiles, each tile is denoised, and the tiles are
@@ -14,8 +16,9 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ucdir.diffusion.sampling import SamplerLike, StepCallback
 from ucdir.types import Cond, EpsFn
 
 Merge = Literal["drop", "feather"]
@@ -38,6 +41,70 @@ class Predictor(Protocol):
     receptive_radius: int
 
     def __call__(self, lq: Tensor) -> Tensor: ...
+
+
+class Tiling(Protocol):
+    """What `restore` needs of a tiling: the initial prediction and the sampling of the residual,
+    each over the whole image or in tiles. `resolve` turns a tiling that depends on the network
+    and image (`AutoPatchSplit`) into a concrete one; the others return themselves."""
+
+    def resolve(
+        self, denoiser: EpsFn, lq: Tensor, scalars: Tensor | None, scale: int
+    ) -> Tiling: ...
+
+    def predict(self, predictor: nn.Module, lq: Tensor) -> Tensor: ...
+
+    def sample(
+        self,
+        sampler: SamplerLike,
+        eps_fn: EpsFn,
+        cond: Cond,
+        generator: torch.Generator | None,
+        callback: StepCallback | None = None,
+    ) -> Tensor: ...
+
+
+class WholeImage:
+    """No tiling: u(lq) and every sampler step on the whole image (`patch=none`)."""
+
+    def resolve(
+        self, denoiser: EpsFn, lq: Tensor, scalars: Tensor | None, scale: int
+    ) -> WholeImage:
+        return self
+
+    def predict(self, predictor: nn.Module, lq: Tensor) -> Tensor:
+        return predictor(lq)
+
+    def sample(
+        self,
+        sampler: SamplerLike,
+        eps_fn: EpsFn,
+        cond: Cond,
+        generator: torch.Generator | None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        x_T = sampler.initial_noise(tuple(cond.x_init.shape), cond.x_init, generator)
+        return sampler(eps_fn, x_T, cond, generator=generator, callback=callback)
+
+
+class _TiledPredictor:
+    """u(lq) whole up to `predictor_max_pixels`, above in `predictor_tile` tiles with margins of
+    the predictor's receptive field (never with the denoiser's small overlap): the same result."""
+
+    predictor_max_pixels: int
+    predictor_tile: int
+
+    def resolve(self, denoiser: EpsFn, lq: Tensor, scalars: Tensor | None, scale: int) -> Tiling:
+        return self  # type: ignore[return-value]
+
+    def predict(self, predictor: nn.Module, lq: Tensor) -> Tensor:
+        return map_predictor(
+            predictor,  # type: ignore[arg-type]
+            lq,
+            max_pixels=self.predictor_max_pixels,
+            tile=self.predictor_tile,
+            scale=int(getattr(predictor, "upscale", 1)),
+        )
 
 
 def min_stride(tile: int) -> int:
@@ -203,7 +270,7 @@ def _ramp(span: Span, length: int, overlap: int, device: torch.device) -> Tensor
 
 
 @dataclass(frozen=True)
-class PatchSplit:
+class PatchSplit(_TiledPredictor):
     """Inter-step patch splitting around a noise predictor.
 
     Args:
@@ -277,6 +344,18 @@ class PatchSplit:
 
         return tiled
 
+    def sample(
+        self,
+        sampler: SamplerLike,
+        eps_fn: EpsFn,
+        cond: Cond,
+        generator: torch.Generator | None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """The sampler's whole trajectory on the whole image, every network call tiled."""
+        x_T = sampler.initial_noise(tuple(cond.x_init.shape), cond.x_init, generator)
+        return sampler(self.wrap(eps_fn), x_T, cond, generator=generator, callback=callback)
+
     def _merge(
         self,
         boxes: list[tuple[Span, Span]],
@@ -336,7 +415,7 @@ def crop_cond(cond: Cond, rows: slice, cols: slice) -> Cond:
 
 
 @dataclass(frozen=True)
-class NaivePatchSplit:
+class NaivePatchSplit(_TiledPredictor):
     """The common baseline of the paper's Fig. 6: cut the image once into the same tiles, sample
     each tile from start to finish with its own noise, paste the tiles (margins dropped)."""
 
@@ -352,3 +431,26 @@ class NaivePatchSplit:
 
     def boxes(self, height: int, width: int) -> list[tuple[Span, Span]]:
         return tile_boxes(height, width, self.tile, self.overlap, self.max_tiles)
+
+    def sample(
+        self,
+        sampler: SamplerLike,
+        eps_fn: EpsFn,
+        cond: Cond,
+        generator: torch.Generator | None,
+        callback: StepCallback | None = None,
+    ) -> Tensor:
+        """Each tile sampled from start to finish with its own noise, cores pasted (no
+        progress callback: the tiles' trajectories are not the image's)."""
+        b, _, h, w = cond.x_init.shape
+        out = cond.x_init.new_zeros(b, cond.x_init.shape[1], h, w)
+        for r, c in self.boxes(h, w):
+            sub = crop_cond(cond, slice(r.start, r.stop), slice(c.start, c.stop))
+            x_T = sampler.initial_noise(tuple(sub.x_init.shape), sub.x_init, generator)
+            tile = sampler(eps_fn, x_T, sub, generator=generator)
+            out[..., r.core_start : r.core_stop, c.core_start : c.core_stop] = tile[
+                ...,
+                r.core_start - r.start : r.core_stop - r.start,
+                c.core_start - c.start : c.core_stop - c.start,
+            ]
+        return out

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from ucdir.diffusion.conditioning import from_diffusion, make_cond, to_diffusion
 from ucdir.diffusion.fidelity import fidelity_guidance
-from ucdir.diffusion.memory import AutoPatchSplit
-from ucdir.diffusion.objective import from_diffusion, make_cond, to_diffusion
-from ucdir.diffusion.patching import NaivePatchSplit, PatchSplit, crop_cond, map_predictor
-from ucdir.diffusion.sampling import StepCallback
+from ucdir.diffusion.patching import Tiling, WholeImage
+from ucdir.diffusion.sampling import SamplerLike, StepCallback
 from ucdir.precision import Precision, autocast
 from ucdir.types import Cond, EpsFn
-
-
-class SamplerLike(Protocol):
-    """What `restore` needs of a sampler (`Sampler`, `RegressionSampler`)."""
-
-    steps: int
-
-    def __call__(
-        self,
-        eps_fn: EpsFn,
-        x_T: Tensor,
-        cond: Cond,
-        *,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> Tensor: ...
-
-    def initial_noise(
-        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
-    ) -> Tensor: ...
 
 
 class Restoration(NamedTuple):
@@ -52,51 +31,13 @@ class Restoration(NamedTuple):
     std: Tensor | None = None
 
 
-def _predict(
-    predictor: nn.Module, lq: Tensor, patch: PatchSplit | NaivePatchSplit | None
-) -> Tensor:
-    """u(lq): whole, or (over `patch.predictor_max_pixels`) in tiles with margins of the
-    predictor's receptive field, never with the denoiser's small overlap."""
-    if patch is None:
-        return predictor(lq)
-    return map_predictor(
-        predictor,  # type: ignore[arg-type]
-        lq,
-        max_pixels=patch.predictor_max_pixels,
-        tile=patch.predictor_tile,
-        scale=int(getattr(predictor, "upscale", 1)),
-    )
-
-
-def _sample_naive(
-    naive: NaivePatchSplit,
-    eps_fn: EpsFn,
-    sampler: SamplerLike,
-    cond: Cond,
-    generator: torch.Generator | None,
-) -> Tensor:
-    """Each tile sampled from start to finish with its own noise, cores pasted."""
-    b, _, h, w = cond.x_init.shape
-    out = cond.x_init.new_zeros(b, cond.x_init.shape[1], h, w)
-    for r, c in naive.boxes(h, w):
-        sub = crop_cond(cond, slice(r.start, r.stop), slice(c.start, c.stop))
-        x_T = sampler.initial_noise(tuple(sub.x_init.shape), sub.x_init, generator)
-        tile = sampler(eps_fn, x_T, sub, generator=generator)
-        out[..., r.core_start : r.core_stop, c.core_start : c.core_stop] = tile[
-            ...,
-            r.core_start - r.start : r.core_stop - r.start,
-            c.core_start - c.start : c.core_stop - c.start,
-        ]
-    return out
-
-
 @torch.no_grad()
 def restore(
     lq: Tensor,
     predictor: nn.Module,
     denoiser: EpsFn,
     sampler: SamplerLike,
-    patch: PatchSplit | AutoPatchSplit | NaivePatchSplit | None = None,
+    patch: Tiling | None = None,
     generator: torch.Generator | None = None,
     *,
     scalars: Tensor | None = None,
@@ -127,8 +68,8 @@ def restore(
         raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
     with autocast(precision, lq.device):
         return _restore(
-            lq, predictor, denoiser, sampler, patch, generator, scalars, guidance, num_samples,
-            callback,
+            lq, predictor, denoiser, sampler, patch or WholeImage(), generator, scalars, guidance,
+            num_samples, callback,
         )  # fmt: skip
 
 
@@ -147,32 +88,21 @@ def _restore(
     predictor: nn.Module,
     denoiser: EpsFn,
     sampler: SamplerLike,
-    patch: PatchSplit | AutoPatchSplit | NaivePatchSplit | None,
+    tiling: Tiling,
     generator: torch.Generator | None,
     scalars: Tensor | None,
     guidance: float,
     num_samples: int,
     callback: StepCallback | None,
 ) -> Restoration:
-    if isinstance(patch, AutoPatchSplit):
-        s = int(getattr(predictor, "upscale", 1))
-        h, w = lq.shape[-2:]
-        probe = make_cond(to_diffusion(lq), lq.new_zeros(lq.shape[0], 3, h * s, w * s), scalars)
-        if not isinstance(denoiser, nn.Module):
-            raise ValueError("patch=auto measures the denoiser's memory: it must be an nn.Module")
-        patch = patch.resolve(denoiser, probe)
-    x_init = _predict(predictor, to_diffusion(lq), patch).to(lq.dtype)
-    cond = make_cond(to_diffusion(lq), x_init, scalars)
+    lq_d = to_diffusion(lq)
+    tiling = tiling.resolve(denoiser, lq_d, scalars, int(getattr(predictor, "upscale", 1)))
+    x_init = tiling.predict(predictor, lq_d).to(lq.dtype)
+    cond = make_cond(lq_d, x_init, scalars)
     eps_fn = fidelity_guidance(_fp32(denoiser), guidance)
-    if isinstance(patch, PatchSplit):
-        eps_fn = patch.wrap(eps_fn)
     samples = []
     for _ in range(num_samples):
-        if isinstance(patch, NaivePatchSplit):
-            r0 = _sample_naive(patch, eps_fn, sampler, cond, generator)
-        else:
-            x_T = sampler.initial_noise(tuple(x_init.shape), x_init, generator)
-            r0 = sampler(eps_fn, x_T, cond, generator=generator, callback=callback)
+        r0 = tiling.sample(sampler, eps_fn, cond, generator, callback)
         samples.append(from_diffusion(x_init + r0).clamp(0, 1))
     x_init_img = from_diffusion(x_init).clamp(0, 1)
     if num_samples == 1:

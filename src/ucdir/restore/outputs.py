@@ -10,7 +10,6 @@ are there and its sidecar parses, and a kill at any moment leaves either a done 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
@@ -19,17 +18,16 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from torch import Tensor
 
 import ucdir
-from ucdir.atomic import partial_files, write_bytes_atomic, write_text_atomic
+from ucdir.atomic import partial_files, write_text_atomic
+from ucdir.png import check_bits, write_png
 from ucdir.restore.core import Restoration
 
-BITS = (8, 16)
+__all__ = ["Provenance", "check_bits", "save_restoration", "write_png"]
 
 
 class Provenance(NamedTuple):
@@ -37,7 +35,7 @@ class Provenance(NamedTuple):
 
     Args:
         cfg: the restore config (``ckpt_path``, ``pretrained``, ``seed``, ``guidance``, ...).
-        run_cfg: the model's own config (its ``model`` node goes into the sidecar).
+        model_config: the model's own config (the sidecar's ``model``: `UCDIR.config`).
         weights: the weights file; `checkpoint_sha256` its hash.
         sampler, patch: the sampler and tiling used.
         scalars: the (1, K) auxiliary scalars given to the model, or None.
@@ -48,7 +46,7 @@ class Provenance(NamedTuple):
     """
 
     cfg: DictConfig
-    run_cfg: dict
+    model_config: dict
     weights: Path
     checkpoint_sha256: str
     sampler: Any
@@ -123,36 +121,11 @@ def save_restoration(
         "device": str(made_by.device),
         "precision": made_by.precision,
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "model": made_by.run_cfg.get("model"),
+        "model": made_by.model_config,
     }
     write_json(sidecar, out.with_suffix(".json"))
     write_png(result.restored[0], out, bits)
     return sidecar
-
-
-def check_bits(bits: int) -> int:
-    """`bits` after checking it is a PNG depth this package writes (8 or 16)."""
-    if bits not in BITS:
-        raise ValueError(f"bits must be 8 or 16 (PNG bits per channel), got {bits!r}")
-    return bits
-
-
-def write_png(image: Tensor, path: Path, bits: int = 8) -> None:
-    """Writes a (3, H, W) [0, 1] image as an 8- or 16-bit PNG, atomically."""
-    check_bits(bits)
-    array = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    if bits == 16:
-        import cv2
-
-        ok, encoded = cv2.imencode(".png", (array[..., ::-1] * 65535).round().astype(np.uint16))
-        if not ok:
-            raise ValueError(f"cannot encode {path} as a 16-bit PNG")
-        data = encoded.tobytes()
-    else:
-        buffer = io.BytesIO()
-        Image.fromarray((array * 255).round().astype(np.uint8)).save(buffer, format="PNG")
-        data = buffer.getvalue()
-    write_bytes_atomic(path, data)
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
