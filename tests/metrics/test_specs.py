@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from tests.conftest import CONFIGS, REPO, compose
@@ -159,9 +160,14 @@ def test_the_default_lists_come_from_the_table(tmp_path: Path) -> None:
     import ucdir.lit_module
 
     paths = [f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}"]
-    assert list(compose("eval", paths).metrics) == list(PAPER_METRICS)
+    evaluate = compose("eval", paths)
+    assert list(evaluate.metrics) == list(PAPER_METRICS)
     train = compose("train", ["debug=tiny", *paths])
     assert list(train.val_metrics) == list(train.model.val_metrics) == list(VALIDATION_METRICS)
+    for cfg in (evaluate, train):  # resolved in place too (`--cfg job --resolve`, a run's config)
+        OmegaConf.resolve(cfg)
+    assert list(evaluate.protocol.metrics) == list(PAPER_METRICS)
+    assert list(train.model.val_metrics) == list(VALIDATION_METRICS)
     assert ucdir.lit_module.VAL_METRICS == VALIDATION_METRICS
     assert ucdir.demo.METRICS == per_image(PAPER_METRICS) == ("lpips", "niqe", "psnr", "ssim")
     assert default_metrics("paper") == list(PAPER_METRICS)
