@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from tests.conftest import CONFIGS, REPO, compose
 from tests.metrics.conftest import random_images
-from ucdir.metrics import METRIC_NAMES, Metrics, results_row
+from ucdir.metrics import METRIC_NAMES, Metrics, MetricUnavailableError, results_row
 from ucdir.metrics.results import markdown_table, per_image_csv, results_csv
 from ucdir.metrics.specs import (
     METRICS,
@@ -153,6 +153,20 @@ def test_a_new_metric_is_one_entry_and_its_function(
     assert per_image_csv(result.per_image).splitlines()[0] == "name,PSNR,MAE"
     with pytest.raises(ValueError, match="'mae'"):
         Metrics(["nope"])
+
+
+def test_a_missing_package_is_reported_with_what_the_spec_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def build() -> nn.Module:
+        raise ModuleNotFoundError("No module named 'toy_iqa'")
+
+    spec = MetricSpec("toy", "Toy", higher_is_better=True, build=build, needs=("toy-iqa>=1",))
+    monkeypatch.setitem(METRICS, "toy", spec)
+    with pytest.raises(MetricUnavailableError, match=r"toy: needs toy-iqa>=1: No module"):
+        Metrics(["psnr", "toy"])
+    metrics = Metrics(["psnr", "toy"], on_missing="skip")
+    assert metrics.names == ["psnr"] and "toy-iqa>=1" in metrics.skipped["toy"]
 
 
 def test_the_default_lists_come_from_the_table(tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ class Metrics:
         for spec in wanted:
             if not spec.per_image or spec.build is None:
                 continue
-            if (net := self._build([spec.name], spec.build)) is not None:
+            if (net := self._build([spec], spec.build)) is not None:
                 self._networks[spec.name] = self._scores[spec.name] = net
         # set-level metrics: one scorer (and one feature network) per `accumulate`
         groups: dict[Accumulate, list[MetricSpec]] = {}
@@ -141,7 +141,7 @@ class Metrics:
             group = tuple(s.name for s in members)
             build = members[0].build
             extractor = (
-                feature if feature is not None or build is None else self._build(group, build)
+                feature if feature is not None or build is None else self._build(members, build)
             )
             if extractor is not None:
                 self._sets[group] = accumulate(extractor, self.options, frozenset(group))
@@ -156,12 +156,18 @@ class Metrics:
         self._rows: list[Row] = []
         self._noted: set[str] = set()
 
-    def _build(self, names: Sequence[str], build: Callable[[], nn.Module]) -> nn.Module | None:
+    def _build(
+        self, specs: Sequence[MetricSpec], build: Callable[[], nn.Module]
+    ) -> nn.Module | None:
+        """`build()`, or None with the reason under `skipped` for every metric of `specs`."""
         try:
             return build()
         except MetricUnavailableError as err:
-            self.skipped.update(dict.fromkeys(names, str(err)))
-            return None
+            why = str(err)
+        except ModuleNotFoundError as err:
+            why = f"needs {', '.join(specs[0].needs) or 'a package'}: {err}"
+        self.skipped.update(dict.fromkeys((s.name for s in specs), why))
+        return None
 
     def spawn(self) -> Metrics:
         """A scorer with the same options and the same metric networks (shared, not rebuilt, so

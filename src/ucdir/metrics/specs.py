@@ -80,7 +80,9 @@ class MetricSpec:
         build: what reads local weights (and may raise `MetricUnavailableError`, naming the
             missing file): a per-image metric's network (called like `score`), or the feature
             network of a set-level metric (`Metrics(feature=...)` replaces it).
-        needs: the weights files and packages `build` reads ((): none).
+        needs: the weights files and packages `build` reads ((): none); a `build` that fails
+            with `ModuleNotFoundError` (rather than its own `MetricUnavailableError`) is
+            reported as needing them.
         accumulate: a set-level metric's scorer; metrics with the same one share it.
         reference: whether the metric compares with gt (False: it scores `restored` alone).
         fidelity: scored on the `color` / `crop_border` view of the images.
@@ -110,12 +112,12 @@ class MetricSpec:
     about: Callable[[ScoringOptions], dict[str, object]] | None = None
 
     def __post_init__(self) -> None:
+        if self.level not in ("image", "set"):
+            raise ValueError(f"{self.name}: level must be 'image' or 'set', got {self.level!r}")
         if self.level == "image" and (self.score is None) == (self.build is None):
             raise ValueError(f"{self.name}: a per-image metric needs either score or build")
         if self.level == "set" and (self.accumulate is None or self.build is None):
             raise ValueError(f"{self.name}: a set-level metric needs accumulate and build")
-        if self.level not in ("image", "set"):
-            raise ValueError(f"{self.name}: level must be 'image' or 'set', got {self.level!r}")
 
     @property
     def per_image(self) -> bool:
@@ -135,9 +137,7 @@ class MetricSpec:
         if self.about is not None:
             return self.about(options)
         fn = self.score or self.build or self.accumulate
-        return {
-            "implementation": f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}"
-        }
+        return {"implementation": f"{fn.__module__}.{fn.__qualname__}" if fn else self.name}
 
 
 def _niqe_scores(restored: Tensor) -> list[float]:
