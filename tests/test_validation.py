@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,11 @@ import pytest
 from PIL import Image
 from torch import Tensor, nn
 
-import ucdir.metrics.collection as collection
 from tests.conftest import REPO, compose
 from ucdir.evaluate import run as evaluate
+from ucdir.metrics.specs import METRICS
+from ucdir.metrics.specs import PAPER_METRICS as PAPER
 from ucdir.train import build, train
-
-PAPER = ("lpips", "niqe", "fid", "kid", "psnr", "ssim")
 
 
 class StandInLPIPS(nn.Module):
@@ -40,8 +40,9 @@ def stand_in_features() -> nn.Module:
 
 @pytest.fixture
 def stand_in_networks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collection, "build_lpips", StandInLPIPS)
-    monkeypatch.setattr(collection, "build_inception", stand_in_features)
+    stand_ins = {"lpips": StandInLPIPS, "fid": stand_in_features, "kid": stand_in_features}
+    for name, stand_in in stand_ins.items():
+        monkeypatch.setitem(METRICS, name, replace(METRICS[name], build=stand_in))
 
 
 def _dists_weights_installed() -> bool:

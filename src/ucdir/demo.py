@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ucdir.config_files import CONFIG_DIR
 from ucdir.loader import load_model
-from ucdir.metrics import Metrics
+from ucdir.metrics import PAPER_METRICS, Metrics, per_image
 from ucdir.overrides import reports_user_errors, run_command
 from ucdir.png import write_png
 from ucdir.precision import prepare_networks, resolve_precision
@@ -41,7 +41,7 @@ from ucdir.types import PairBatch
 
 log = logging.getLogger(__name__)
 
-METRICS = ("lpips", "psnr", "ssim", "niqe")
+METRICS = per_image(PAPER_METRICS)  # the paper's metrics that score one image
 
 
 def _score(image: Tensor, gt: Tensor) -> dict[str, float]:

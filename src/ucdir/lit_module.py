@@ -20,6 +20,7 @@ from ucdir.diffusion.objective import Loss
 from ucdir.diffusion.patching import Tiling
 from ucdir.diffusion.sampling import SamplerLike
 from ucdir.metrics import Metrics, MetricsResult
+from ucdir.metrics.specs import VALIDATION_METRICS
 from ucdir.restore.core import Restoration
 from ucdir.restore.session import RestoreSession
 from ucdir.types import PairBatch
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 Objective = Callable[..., Loss]
 Scorer = Callable[..., Metrics]
 
-VAL_METRICS = ("psnr", "ssim", "niqe", "lpips", "dists", "fid", "kid")
+VAL_METRICS = VALIDATION_METRICS
 """The validation default: the paper's six and DISTS (missing weights: that metric is skipped)."""
 SCORED = ("restored", "x_init")
 """What validation scores: the restoration (`val/<metric>`) and x_init (`val/x_init/<metric>`)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,11 @@ import scipy.io
 import torch
 import torchvision
 
-import ucdir.metrics.collection as collection
 from tests.metrics.conftest import random_images
 from ucdir.metrics import CorruptWeightsError, Metrics, MetricUnavailableError, MissingWeightsError
 from ucdir.metrics.niqe import pristine_model
 from ucdir.metrics.pretrained import build_inception, build_lpips, build_pyiqa_niqe
+from ucdir.metrics.specs import METRICS
 from ucdir.metrics.weights import ALEXNET, INCEPTION, PYIQA_NIQE, find_weights
 
 
@@ -48,8 +49,9 @@ def test_weightless_metrics_look_nothing_up(monkeypatch: pytest.MonkeyPatch) -> 
     def fail() -> None:
         raise AssertionError("a weights file was looked up")
 
-    for builder in ("build_lpips", "build_inception", "build_pyiqa_niqe"):
-        monkeypatch.setattr(collection, builder, fail)
+    for name, spec in METRICS.items():
+        if spec.build is not None:
+            monkeypatch.setitem(METRICS, name, replace(spec, build=fail))
     metrics = Metrics(["psnr", "ssim", "ssim3d", "niqe"])
     metrics.update(random_images(1, 200, 200), random_images(1, 200, 200, seed=1))
     assert set(metrics.compute().aggregate) == {

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from torch import Tensor
 
-from ucdir.metrics.results import COLUMNS
+from ucdir.metrics.specs import METRICS
 from ucdir.png import write_png
 from ucdir.types import PairBatch
 
@@ -122,7 +122,7 @@ class LogRestorations(Callback):
             return
         import wandb
 
-        metric_names = [key for key, *_ in COLUMNS]
+        metric_names = list(METRICS)
         kinds = list(results)
         per_kind = {kind: {str(r["name"]): r for r in results[kind].per_image} for kind in kinds}
         present = [

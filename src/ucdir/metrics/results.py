@@ -2,7 +2,8 @@
 
 A results row is a dict with `method` and the aggregate values of `MetricsResult.aggregate`
 (`lpips`, `niqe`, `fid`, `kid` (×10³), `psnr`, `ssim`, ...); a metric that was not computed is
-absent and shows as an empty cell.
+absent and shows as an empty cell. The columns (titles, directions, decimals) are the metric
+table's, `ucdir.metrics.specs.METRICS`.
 """
 
 from __future__ import annotations
@@ -13,30 +14,33 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ucdir.atomic import write_text_atomic
 from ucdir.metrics.collection import MetricsResult
 from ucdir.metrics.fidelity import PSNR_CAP
+from ucdir.metrics.specs import METRICS, PAPER_METRICS
 
-# (key, CSV column, Markdown header, decimals): the paper's six, then the extras.
-COLUMNS: tuple[tuple[str, str, str, int], ...] = (
-    ("lpips", "LPIPS", "LPIPS ↓", 4),
-    ("niqe", "NIQE", "NIQE ↓", 4),
-    ("fid", "FID", "FID ↓", 2),
-    ("kid", "KID", "KID×10³ ↓", 2),
-    ("psnr", "PSNR", "PSNR ↑", 2),
-    ("ssim", "SSIM", "SSIM ↑", 4),
-    ("ssim3d", "SSIM-3D", "SSIM-3D ↑", 4),
-    ("dists", "DISTS", "DISTS ↓", 4),
-    ("lpips_vgg", "LPIPS-VGG", "LPIPS-VGG ↓", 4),
-    ("niqe_pyiqa", "NIQE-pyiqa", "NIQE-pyiqa ↓", 4),
-    ("seconds", "seconds", "s/image ↓", 2),
-)
-PAPER_COLUMNS = ("lpips", "niqe", "fid", "kid", "psnr", "ssim")
+
+class Column(NamedTuple):
+    """A results column: the row key, its CSV title, its Markdown heading, decimals shown."""
+
+    key: str
+    title: str
+    header: str
+    decimals: int
+
+
+SECONDS = Column("seconds", "seconds", "s/image ↓", 2)
 _COUNTS = (("images", "images"), ("patches", "patches"))
 
 Row = Mapping[str, Any]
+
+
+def columns() -> list[Column]:
+    """Every metric's column (from `METRICS`, in its order), then the time per image."""
+    specs = METRICS.values()
+    return [*(Column(s.name, s.title, s.header, s.decimals) for s in specs), SECONDS]
 
 
 def results_row(method: str, result: MetricsResult) -> dict[str, Any]:
@@ -49,9 +53,9 @@ def results_row(method: str, result: MetricsResult) -> dict[str, Any]:
     return {"method": method, **result.aggregate, **counts}
 
 
-def _columns(rows: Sequence[Row]) -> list[tuple[str, str, str, int]]:
-    """The paper's six columns always (so tables of different runs line up), extras when present."""
-    return [c for c in COLUMNS if c[0] in PAPER_COLUMNS or any(c[0] in r for r in rows)]
+def _columns(rows: Sequence[Row]) -> list[Column]:
+    """The paper's columns always (so tables of different runs line up), extras when present."""
+    return [c for c in columns() if c.key in PAPER_METRICS or any(c.key in r for r in rows)]
 
 
 def _fmt(value: Any, decimals: int) -> str:
@@ -63,10 +67,10 @@ def _fmt(value: Any, decimals: int) -> str:
 def markdown_table(rows: Sequence[Row]) -> str:
     """The results as a Markdown table (one line per row), ending with a newline."""
     cols = _columns(rows)
-    header = ["Method", *(c[2] for c in cols), "Images"]
+    header = ["Method", *(c.header for c in cols), "Images"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in rows:
-        cells = [str(r["method"]), *(_fmt(r.get(c[0]), c[3]) for c in cols)]
+        cells = [str(r["method"]), *(_fmt(r.get(c.key), c.decimals) for c in cols)]
         cells.append(str(int(r["images"])) if "images" in r else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -89,16 +93,16 @@ def _cell(value: Any) -> Any:
 def results_csv(rows: Sequence[Row]) -> str:
     """One line per method/run: `method`, LPIPS, NIQE, FID, KID, PSNR, SSIM (+ extras), counts."""
     cols = _columns(rows)
-    header = ["method", *(c[1] for c in cols), *(c[1] for c in _COUNTS)]
-    keys = ["method", *(c[0] for c in cols), *(c[0] for c in _COUNTS)]
+    header = ["method", *(c.title for c in cols), *(c[1] for c in _COUNTS)]
+    keys = ["method", *(c.key for c in cols), *(c[0] for c in _COUNTS)]
     return _csv_text(header, [[_cell(r.get(k)) for k in keys] for r in rows])
 
 
 def per_image_csv(per_image: Sequence[Row]) -> str:
     """One line per image: `name` and each per-image metric."""
-    cols = [c for c in COLUMNS if any(c[0] in r for r in per_image)]
-    header = ["name", *(c[1] for c in cols)]
-    keys = ["name", *(c[0] for c in cols)]
+    cols = [c for c in columns() if any(c.key in r for r in per_image)]
+    header = ["name", *(c.title for c in cols)]
+    keys = ["name", *(c.key for c in cols)]
     return _csv_text(header, [[_cell(r.get(k)) for k in keys] for r in per_image])
 
 
@@ -175,9 +179,9 @@ def log_results_table(logger: Any, rows: Sequence[Row], key: str = "results") ->
 
     cols = _columns(rows)
     if isinstance(logger, WandbLogger):
-        columns = ["method", *(c[1] for c in cols), *(c[1] for c in _COUNTS)]
-        keys = ["method", *(c[0] for c in cols), *(c[0] for c in _COUNTS)]
-        logger.log_table(key=key, columns=columns, data=[[r.get(k) for k in keys] for r in rows])
+        titles = ["method", *(c.title for c in cols), *(c[1] for c in _COUNTS)]
+        keys = ["method", *(c.key for c in cols), *(c[0] for c in _COUNTS)]
+        logger.log_table(key=key, columns=titles, data=[[r.get(k) for k in keys] for r in rows])
         return
     scalars: dict[str, float] = {}
     for r in rows:
