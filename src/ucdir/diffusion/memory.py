@@ -22,7 +22,7 @@ from ucdir.diffusion.patching import (
     check_predictor_tiling,
     min_stride,
 )
-from ucdir.diffusion.sampling import SamplerLike, StepCallback
+from ucdir.diffusion.sampling import Cb, Gen, SamplerLike
 from ucdir.types import Cond, EpsFn
 
 
@@ -160,11 +160,6 @@ class AutoPatchSplit(_TiledPredictor):
         )
 
     def sample(
-        self,
-        sampler: SamplerLike,
-        eps_fn: EpsFn,
-        cond: Cond,
-        generator: torch.Generator | None,
-        callback: StepCallback | None = None,
+        self, sampler: SamplerLike, eps_fn: EpsFn, cond: Cond, generator: Gen, callback: Cb = None
     ) -> Tensor:
         raise TypeError("AutoPatchSplit samples through the PatchSplit `resolve` returns")

@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
-from ucdir.diffusion.sampling import SamplerLike, StepCallback
+from ucdir.diffusion.sampling import Cb, Gen, SamplerLike
 from ucdir.types import Cond, EpsFn
 
 Merge = Literal["drop", "feather"]
@@ -55,12 +55,7 @@ class Tiling(Protocol):
     def predict(self, predictor: nn.Module, lq: Tensor) -> Tensor: ...
 
     def sample(
-        self,
-        sampler: SamplerLike,
-        eps_fn: EpsFn,
-        cond: Cond,
-        generator: torch.Generator | None,
-        callback: StepCallback | None = None,
+        self, sampler: SamplerLike, eps_fn: EpsFn, cond: Cond, generator: Gen, callback: Cb = None
     ) -> Tensor: ...
 
 
@@ -76,12 +71,7 @@ class WholeImage:
         return predictor(lq)
 
     def sample(
-        self,
-        sampler: SamplerLike,
-        eps_fn: EpsFn,
-        cond: Cond,
-        generator: torch.Generator | None,
-        callback: StepCallback | None = None,
+        self, sampler: SamplerLike, eps_fn: EpsFn, cond: Cond, generator: Gen, callback: Cb = None
     ) -> Tensor:
         x_T = sampler.initial_noise(tuple(cond.x_init.shape), cond.x_init, generator)
         return sampler(eps_fn, x_T, cond, generator=generator, callback=callback)
@@ -345,12 +335,7 @@ class PatchSplit(_TiledPredictor):
         return tiled
 
     def sample(
-        self,
-        sampler: SamplerLike,
-        eps_fn: EpsFn,
-        cond: Cond,
-        generator: torch.Generator | None,
-        callback: StepCallback | None = None,
+        self, sampler: SamplerLike, eps_fn: EpsFn, cond: Cond, generator: Gen, callback: Cb = None
     ) -> Tensor:
         """The sampler's whole trajectory on the whole image, every network call tiled."""
         x_T = sampler.initial_noise(tuple(cond.x_init.shape), cond.x_init, generator)
@@ -433,12 +418,7 @@ class NaivePatchSplit(_TiledPredictor):
         return tile_boxes(height, width, self.tile, self.overlap, self.max_tiles)
 
     def sample(
-        self,
-        sampler: SamplerLike,
-        eps_fn: EpsFn,
-        cond: Cond,
-        generator: torch.Generator | None,
-        callback: StepCallback | None = None,
+        self, sampler: SamplerLike, eps_fn: EpsFn, cond: Cond, generator: Gen, callback: Cb = None
     ) -> Tensor:
         """Each tile sampled from start to finish with its own noise, cores pasted (no
         progress callback: the tiles' trajectories are not the image's)."""

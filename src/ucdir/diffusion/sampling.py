@@ -20,6 +20,8 @@ from ucdir.types import Cond, EpsFn
 
 StepCallback = Callable[[int, Tensor], None]
 """callback(step index, x after the step) for progress bars and intermediate states."""
+Gen = torch.Generator | None
+Cb = StepCallback | None
 
 
 class SamplerLike(Protocol):
@@ -29,13 +31,7 @@ class SamplerLike(Protocol):
     steps: int
 
     def __call__(
-        self,
-        eps_fn: EpsFn,
-        x_T: Tensor,
-        cond: Cond,
-        *,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
+        self, eps_fn: EpsFn, x_T: Tensor, cond: Cond, *, generator: Gen = None, callback: Cb = None
     ) -> Tensor: ...
 
     def initial_noise(
@@ -50,6 +46,14 @@ def standard_normal(
     moved to `like`'s device and dtype: the same numbers for a CPU generator on any device."""
     device = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=device).to(like.device, like.dtype)
+
+
+class GaussianStart:
+    """Samplers that start from x_T ~ N(0, I) (`Sampler`, `DistilledSampler`)."""
+
+    def initial_noise(self, shape: tuple[int, ...], like: Tensor, generator: Gen) -> Tensor:
+        """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
+        return standard_normal(shape, like, generator)
 
 
 def clamp_residual(eps_fn: EpsFn, limit: float) -> EpsFn:
@@ -68,7 +72,7 @@ def clamp_residual(eps_fn: EpsFn, limit: float) -> EpsFn:
 
 
 @dataclass(frozen=True)
-class Sampler:
+class Sampler(GaussianStart):
     """Runs a diffusers scheduler built on `schedule` for `steps` steps.
 
     For each scheduler timestep t the network gets gamma = sqrt(alphas_cumprod[t]) and returns
@@ -126,13 +130,7 @@ class Sampler:
 
     @torch.no_grad()
     def __call__(
-        self,
-        eps_fn: EpsFn,
-        x_T: Tensor,
-        cond: Cond,
-        *,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
+        self, eps_fn: EpsFn, x_T: Tensor, cond: Cond, *, generator: Gen = None, callback: Cb = None
     ) -> Tensor:
         """Samples the residual r0 (in [-1, 1] image scale) starting from x_T (B, C, H, W)."""
         sched = copy.deepcopy(self._template)  # schedulers are stateful; never share one
@@ -185,12 +183,6 @@ class Sampler:
             callback(done, x)
         return x
 
-    def initial_noise(
-        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
-    ) -> Tensor:
-        """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
-        return standard_normal(shape, like, generator)
-
 
 @dataclass(frozen=True)
 class RegressionSampler:
@@ -202,13 +194,7 @@ class RegressionSampler:
 
     @torch.no_grad()
     def __call__(
-        self,
-        eps_fn: EpsFn,
-        x_T: Tensor,
-        cond: Cond,
-        *,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
+        self, eps_fn: EpsFn, x_T: Tensor, cond: Cond, *, generator: Gen = None, callback: Cb = None
     ) -> Tensor:
         zeros = torch.zeros_like(x_T)
         r0 = eps_fn(zeros, torch.ones(x_T.shape[0], device=x_T.device, dtype=x_T.dtype), cond)
@@ -241,7 +227,7 @@ def _sigma(gamma: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class DistilledSampler:
+class DistilledSampler(GaussianStart):
     """Restores with a distilled student in `steps` network calls (1, 2, 4, ...).
 
     Each call predicts the end point r̂0 (clamped to ±`clip_residual`, as every sampler does);
@@ -268,13 +254,7 @@ class DistilledSampler:
 
     @torch.no_grad()
     def __call__(
-        self,
-        eps_fn: EpsFn,
-        x_T: Tensor,
-        cond: Cond,
-        *,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
+        self, eps_fn: EpsFn, x_T: Tensor, cond: Cond, *, generator: Gen = None, callback: Cb = None
     ) -> Tensor:
         """The residual r0 (in [-1, 1] image scale) from x_T (B, C, H, W)."""
         levels = student_levels(self.schedule, self.steps).to(x_T.device, wide_dtype(x_T))
@@ -292,9 +272,3 @@ class DistilledSampler:
             if callback is not None:
                 callback(k, x if k + 1 < self.steps else r0)
         return r0
-
-    def initial_noise(
-        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
-    ) -> Tensor:
-        """x_T ~ N(0, I) on `like`'s device, drawn from `generator` (on its own device)."""
-        return standard_normal(shape, like, generator)
