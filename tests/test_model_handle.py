@@ -140,6 +140,7 @@ def test_restore_takes_any_tiling_through_one_protocol() -> None:
 
 
 LAZY_IMPORTS = {
+    "__init__.py": "`import ucdir` stays light: the metrics (torch) load when the resolver runs",
     "app/__main__.py": "gradio reads its environment when imported: set it first",
     "overrides.py": "the metrics package is heavy and only some commands need it",
 }
