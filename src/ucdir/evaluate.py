@@ -277,8 +277,10 @@ def model_mode(cfg: DictConfig, out_dir: Path) -> FolderScores:
     progress = tqdm(total=total, desc="restoring", unit="batch", file=sys.stderr)
     for done in session.batches(loader, limit):
         out = done.result
-        images = {"restored": out.restored, "x_init": out.x_init, "mean": out.mean}
+        images: dict[str, Tensor] = {"restored": out.restored, "x_init": out.x_init}
         images["input"] = done.lq
+        if out.mean is not None:
+            images["mean"] = out.mean
         for kind, scorer in scored.items():
             scorer.update(images[kind], done.gt, names=done.names)
             if cfg.save_images:

@@ -169,7 +169,7 @@ class UCDIR(
         sampler = instantiate(chosen) if _is_config(chosen) else chosen
         if isinstance(own, RegressionSampler) and not isinstance(sampler, RegressionSampler):
             log.info("a regression model: restored with one forward (sampler=regression)")
-            return own
+            return own  # type: ignore[return-value]
         if isinstance(own, DistilledSampler) and not isinstance(sampler, DistilledSampler):
             log.warning(
                 "a distilled student: it was trained for its own few-step sampler (%s, %d "
@@ -224,7 +224,7 @@ class UCDIR(
             if role != "sampler" or stored.get(role) is not None:
                 check(stored.get(role), role, f"ckpt_path: model.{role}")  # type: ignore[arg-type]
         task = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
-        model = cls(stored.get("predictor"), stored.get("denoiser"), stored.get("sampler"), task)
+        model = cls(stored["predictor"], stored["denoiser"], stored.get("sampler"), task)
         load_state(model.predictor, ckpt, prefix="predictor.")
         load_state(model.denoiser, ckpt, prefix="denoiser.")
         check_finite(model.predictor, ckpt_path, "predictor.")
