@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from ucdir.atomic import PARTIAL, atomic_path, partial_files, write_text_atomic
-from ucdir.data.images import list_images
-from ucdir.evaluate import images_by_name
+from ucdir.data.images import images_by_name, list_images
 
 
 def test_the_temporary_file_is_hidden_and_ignored_by_every_listing(tmp_path: Path) -> None:

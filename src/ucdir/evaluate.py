@@ -49,7 +49,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ucdir.config_files import CONFIG_DIR
-from ucdir.data.images import MAX_PIXELS, image_size, list_images
+from ucdir.data.images import MAX_PIXELS, image_size, images_by_name
 from ucdir.data.images import read_image as read_rgb
 from ucdir.device import resolve_device
 from ucdir.metrics import (
@@ -81,26 +81,6 @@ class FolderScores(NamedTuple):
     rows: list[dict[str, Any]]
     per_image: list[dict[str, Any]]
     protocol: dict[str, Any]
-
-
-def images_by_name(folder: str | Path, key: str, recursive: bool = False) -> dict[str, Path]:
-    """Image files of a folder (`ucdir.data.images.list_images`) by their path relative to it
-    without extension.
-
-    Raises:
-        FileNotFoundError: if the folder does not exist.
-        ValueError: if it holds no image, or two files share a name (`a.png` and `a.jpg`).
-    """
-    root = Path(folder)
-    images: dict[str, Path] = {}
-    for path in list_images(root, key, recursive=recursive):
-        name = path.relative_to(root).with_suffix("").as_posix()
-        if name in images:
-            raise ValueError(
-                f"{key}: two images in {root} have the name {name!r}: {images[name]}, {path}"
-            )
-        images[name] = path
-    return images
 
 
 def pair_images(

@@ -4,8 +4,8 @@ import torch
 from hydra.utils import instantiate
 
 from tests.data.conftest import check_batch, compose_task, datamodule, one_training_step
-from ucdir.data.blind import BlindDataModule
 from ucdir.data.degradations import SecondOrderDegradation
+from ucdir.data.folder import CleanImageDataModule
 
 SMALL = ("data.crop=32", "data.eval_crop=32", "data.val_count=2", "data.batch_size=2",
          "data.num_workers=0", "data.pin_memory=false")  # fmt: skip
@@ -21,7 +21,8 @@ def test_validation_degradations_are_fixed_training_ones_new_every_epoch(
 ) -> None:
     scalars = "task.aux_scalars=[blur_sigma,scale,noise_sigma,quality]"
     dm = datamodule("blind", f"data.root={clean_folder}", *SMALL, scalars)
-    assert isinstance(dm, BlindDataModule)
+    assert isinstance(dm, CleanImageDataModule) and dm.task == "blind"
+    assert isinstance(dm.degradation, SecondOrderDegradation)
     dm.setup("fit")
     val = next(iter(dm.val_dataloader()))
     check_batch(val, (2, 3, 32, 32), (2, 3, 32, 32), 4)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ucdir.data.folder
-import ucdir.data.gopro
+import ucdir.data.paired
 from tests.data.conftest import datamodule, write_images
 from tests.data.test_gopro import synthetic_gopro
 from ucdir.data.folder import CleanImageDataset
@@ -167,7 +167,7 @@ def make_samples(tmp: Path) -> Path:
 def test_other_tasks_take_the_knob(
     task: str, build: Callable[[Path], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = ucdir.data.gopro if task == "gopro" else ucdir.data.folder
+    module = ucdir.data.paired if task == "gopro" else ucdir.data.folder
     calls = count_reads(monkeypatch, module)
     dm = datamodule(
         task,

@@ -12,15 +12,16 @@ from tests.data.conftest import (
     one_training_step,
     write_images,
 )
-from ucdir.data.jpeg import JPEGDataModule
+from ucdir.data.folder import CleanImageDataModule, CleanImageDataset
+from ucdir.data.jpeg import JPEGDegradation
 
 SMALL = ("data.crop=32", "data.eval_crop=32", "data.val_count=2", "data.batch_size=2",
          "data.num_workers=0", "data.pin_memory=false")  # fmt: skip
 
 
-def small(root: Path, *overrides: str) -> JPEGDataModule:
+def small(root: Path, *overrides: str) -> CleanImageDataModule:
     dm = datamodule("jpeg", f"data.root={root}", *SMALL, *overrides)
-    assert isinstance(dm, JPEGDataModule)
+    assert isinstance(dm, CleanImageDataModule) and dm.task == "jpeg"
     return dm
 
 
@@ -28,7 +29,7 @@ def test_default_root_comes_from_the_paths_group(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("UCDIR_DATA_DIR", "/datasets")
     cfg = compose_task("jpeg")
     assert cfg.data.root == "/datasets/imagenet/train"
-    assert cfg.task.lq_channels == 3 and cfg.data.quality == 10
+    assert cfg.task.lq_channels == 3 and cfg.data.degradation.quality == 10
 
 
 def test_batches_shapes_ranges_and_fixed_validation(clean_folder: Path) -> None:
@@ -91,7 +92,7 @@ def test_clear_errors(tmp_path: Path, clean_folder: Path) -> None:
         small(tmp_path / "missing").setup("fit")
     with pytest.raises(InstantiationException, match=r"data\.aux_scalars: .*'exposure_ratio'"):
         small(clean_folder, "task.aux_scalars=[exposure_ratio]")
-    with pytest.raises(InstantiationException, match=r"data\.quality"):
+    with pytest.raises(InstantiationException, match=r"task\.quality"):
         small(clean_folder, "task.quality=[5]")
     with pytest.raises(ValueError, match=r"data\.batch_size: 64 per process is more than"):
         small(clean_folder, "data.batch_size=64").setup("fit")
@@ -114,9 +115,6 @@ def test_shared_training_photos_work_as_is(shared_data: Path) -> None:
 def test_the_decoded_image_cache_gives_the_same_samples_and_skips_the_decode(
     clean_folder: Path, tmp_path: Path
 ) -> None:
-    from ucdir.data.folder import CleanImageDataset
-    from ucdir.data.jpeg import JPEGDegradation
-
     files = sorted(clean_folder.rglob("*.png"))
     assert files
 

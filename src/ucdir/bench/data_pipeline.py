@@ -1,7 +1,8 @@
 """Figure "data": the training data pipeline alone, next to one training step of the model.
 
-Samples per second of a real training loader (`JPEGDataModule` over a folder of clean photos,
-or `SamplesDataModule` over the embedded samples when the folder is absent: read, crop, flip,
+Samples per second of a real training loader (`CleanImageDataModule` with JPEG quality 10 over
+a folder of clean photos, or `SamplesDataModule` over the embedded samples when the folder is
+absent: read, crop, flip,
 JPEG round trip, collate), for every combination of loader workers, ``data.crops_per_image``
 and ``data.cache``, then one timed training step of the model at the same crop and batch
 (`ucdir.bench.training.bench_train`). "data ÷ model" above 1 means the loader outruns the
@@ -26,7 +27,8 @@ from ucdir.bench.table import Row, Table
 from ucdir.bench.timing import timed
 from ucdir.bench.training import bench_train
 from ucdir.data.base import PairDataModule
-from ucdir.data.jpeg import JPEGDataModule
+from ucdir.data.folder import CleanImageDataModule
+from ucdir.data.jpeg import JPEGDegradation
 from ucdir.data.samples import SamplesDataModule
 from ucdir.types import PairBatch
 
@@ -39,7 +41,7 @@ def pipeline_module(
     The file check is off: this figure times the loader, not the start of a run.
     """
     settings: dict[str, Any] = {
-        "quality": 10,
+        "degradation": JPEGDegradation(10, 10),
         "crop": crop,
         "eval_crop": None,
         "batch_size": batch_size,
@@ -50,7 +52,10 @@ def pipeline_module(
         "crops_per_image": crops,
     }
     dm: PairDataModule
-    dm = SamplesDataModule(**settings) if root is None else JPEGDataModule(str(root), **settings)
+    if root is None:
+        dm = SamplesDataModule(**settings)
+    else:
+        dm = CleanImageDataModule(str(root), **settings)
     dm.setup("fit")
     return dm
 

@@ -6,7 +6,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import lightning as L
 import torch
@@ -22,6 +22,7 @@ from ucdir.data.check import (
     describe,
 )
 from ucdir.data.order import ResumableLoader, TrainingOrder, run_seed
+from ucdir.data.visits import FileItems
 from ucdir.types import PairBatch
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,14 @@ class EvalShards(DistributedSampler[int]):
 class PairDataModule(L.LightningDataModule):
     """Base of the task DataModules; every loader yields `PairBatch(lq, gt, scalars)`.
 
+    A task is a source of pairs (clean images + a degradation, `ucdir.data.folder`; paired
+    folders, `ucdir.data.paired`; GoPro, `ucdir.data.gopro`; SID raw files, `ucdir.data.sid`)
+    inside this shell, which owns everything else: the loader settings (one config node,
+    ``configs/data/loader.yaml``, the same keys for every task), the global batch, the file
+    check and the training order. A subclass builds its datasets in `build`; a training
+    dataset that can name its files and drop items gets the
+    check for free (`ucdir.data.visits.FileItems`).
+
     `batch_size` is the global batch: `setup` divides it by the trainer's world size (the paper's
     32 is 4 per GPU on 8 GPUs). Training loaders are torchdata `StatefulDataLoader`s over a
     `TrainingOrder` (a permutation per epoch from the run seed, split over the processes; drops
@@ -86,36 +95,37 @@ class PairDataModule(L.LightningDataModule):
     with a warning when ``on_error="skip"`` (which also skips files that fail to decode later,
     `ucdir.data.visits`).
 
-    Subclasses set `task` and `scalar_names`, build their datasets in `build` and name the
-    files behind the training items in `train_sources` / `keep_train` (for the check).
-
-    Args:
+    Args (the loader settings, keyword only):
+        task: the task's name in messages (``task.name``; default: the class's `task`).
         batch_size: global batch size (all processes together), in samples.
         num_workers: DataLoader worker processes per process.
         pin_memory: pin host memory (faster copies to a GPU).
         aux_scalars: names of the auxiliary scalars to emit in `PairBatch.scalars`, in order;
-            each is normalised to about [0, 1] (see the task's `scalar_names`).
-        eval_fixed_size: evaluation samples all have one size, so they can be batched.
+            each is normalised to about [0, 1] (see the source's `scalar_names`).
         check: check every training file before fitting (``data.check``).
         on_error: ``raise``: a bad training file stops the run with an error naming it;
             ``skip``: it is left out (found by the check) or skipped when it fails to decode,
             and counted (``data.on_error``).
         crops_per_image: training samples cut from each decoded image or pair (k); a batch
             then holds batch / k images, k crops each, and an epoch, which still visits every
-            training item once, holds k times the samples (``data.crops_per_image``; the
-            training dataset must be a `ucdir.data.visits.VisitDataset`).
+            training item once, holds k times the samples (``data.crops_per_image``).
+    Set by the subclass:
+        scalar_names: the scalars the source can emit.
+        eval_fixed_size: evaluation samples all have one size, so they can be batched.
     """
 
-    task: ClassVar[str]
-    scalar_names: ClassVar[tuple[str, ...]] = ()
+    task: str = "pairs"
 
     def __init__(
         self,
-        batch_size: int,
-        num_workers: int,
-        pin_memory: bool,
-        aux_scalars: Sequence[str],
-        eval_fixed_size: bool,
+        *,
+        scalar_names: Sequence[str] = (),
+        eval_fixed_size: bool = False,
+        task: str | None = None,
+        batch_size: int = 32,
+        num_workers: int = 8,
+        pin_memory: bool = True,
+        aux_scalars: Sequence[str] = (),
         check: bool = True,
         on_error: OnError = "raise",
         crops_per_image: int = 1,
@@ -127,6 +137,9 @@ class PairDataModule(L.LightningDataModule):
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers!r}")
         if crops_per_image < 1:
             raise ValueError(f"data.crops_per_image must be positive, got {crops_per_image!r}")
+        if task is not None:
+            self.task = task
+        self.scalar_names = tuple(scalar_names)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
@@ -145,13 +158,17 @@ class PairDataModule(L.LightningDataModule):
         """Create the datasets `stage` needs (`data_train`, `data_val`, `data_test`)."""
 
     def train_sources(self) -> list[tuple[Path, ...]]:
-        """The files each training item reads, in item order (checked before fitting); none
-        unless a subclass names them."""
-        return []
+        """The files each training item reads, in item order (checked before fitting)."""
+        return self._train_items().sources()
 
     def keep_train(self, items: Sequence[int]) -> None:
-        """Rebuild `data_train` from the training items `items` only (the others are bad)."""
-        raise NotImplementedError(f"task {self.task!r} names training files but cannot drop any")
+        """Keep only the training items `items` (the others are bad)."""
+        self.data_train = self._train_items().subset(items)  # type: ignore[assignment]
+
+    def _train_items(self) -> FileItems:
+        if not isinstance(self.data_train, FileItems):
+            raise RuntimeError(f"the train set of task {self.task!r} is not built; call setup()")
+        return self.data_train
 
     def setup(self, stage: str) -> None:
         """Split the global batch over the processes and build the datasets of `stage`; before

@@ -1,13 +1,18 @@
-"""Pairs made on the fly from clean images: read, crop, then degrade (jpeg, blind, samples)."""
+"""Pairs made on the fly from clean images: read, crop, then degrade (jpeg, blind, samples).
+
+The degradation is a unit chosen in config (``data.degradation``): any callable of the
+`Degradation` protocol, with the `scalar_names` it reports.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from ucdir.data.base import PairDataModule, scalar_vector
@@ -86,6 +91,14 @@ class CleanImageDataset(VisitDataset[Tensor]):
         self.key = key
         self.repeats = repeats
         self.cache = cache
+
+    item_lists = ("files",)
+
+    def sources(self) -> list[tuple[Path, ...]]:
+        return [(f,) for f in self.files]
+
+    def forget(self) -> None:
+        super().forget()
         self._decoded: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -116,7 +129,8 @@ class CleanImageDataset(VisitDataset[Tensor]):
 
 
 class CleanImageDataModule(PairDataModule):
-    """Base of the tasks that degrade clean images on the fly (jpeg, blind, samples).
+    """Clean images + a degradation chosen in config (``data.degradation``): the tasks `jpeg`
+    (`ucdir.data.jpeg.jpeg_degradation`), `blind` (`ucdir.data.degradations`) and `samples`.
 
     Training: random `crop`² crops and horizontal flips of the images under `root` (flat or
     ImageNet class folders, or `train_list`; images smaller than the crop are resized up).
@@ -124,11 +138,13 @@ class CleanImageDataModule(PairDataModule):
     `val_list` read relative to `root` (those images then leave the training set), or else
     `val_count` images of `root` held out by a fixed name hash — the same set on every run. Each
     evaluation image is the DDRM square (`eval_crop`² from the centred square) or the whole image
-    (`eval_crop` null, batch 1); its degradation is fixed by (`eval_seed`, index).
+    (`eval_crop` null, batch 1); its degradation is fixed by (`eval_seed`, index). The scalars
+    the task can emit are the degradation's `scalar_names`; one it draws per sample (its
+    `varying`) but the model is not told about gets a warning.
 
     Args:
         root: folder of clean training images (``data.root``).
-        degradation: makes `lq` from a clean crop.
+        degradation: makes `lq` from a clean crop (``data.degradation``).
         crop: training crop side in px.
         eval_crop: evaluation square side in px, or None for whole images.
         train_list: optional list of training images relative to `root` (faster than a walk).
@@ -140,40 +156,30 @@ class CleanImageDataModule(PairDataModule):
         repeats: every training image appears this many times per epoch (for tiny folders).
         cache: keep the decoded training images in memory (see `CleanImageDataset`); for small
             folders whose decode dominates a step (``data.cache=true``).
-        batch_size, num_workers, pin_memory, aux_scalars, check, on_error, crops_per_image:
-            see `PairDataModule`.
+        loader: the loader settings (`PairDataModule`).
     """
+
+    task = "clean"
 
     def __init__(
         self,
         root: str,
         degradation: Degradation,
-        crop: int,
-        eval_crop: int | None,
-        train_list: str | None,
-        val_root: str | None,
-        val_list: str | None,
-        val_count: int,
-        eval_seed: int,
-        repeats: int,
-        batch_size: int,
-        num_workers: int,
-        pin_memory: bool,
-        aux_scalars: Sequence[str],
+        crop: int = 256,
+        eval_crop: int | None = 256,
+        train_list: str | None = None,
+        val_root: str | None = None,
+        val_list: str | None = None,
+        val_count: int = 16,
+        eval_seed: int = 0,
+        repeats: int = 1,
         cache: bool = False,
-        check: bool = True,
-        on_error: OnError = "raise",
-        crops_per_image: int = 1,
+        **loader: Any,
     ) -> None:
         super().__init__(
-            batch_size,
-            num_workers,
-            pin_memory,
-            aux_scalars,
-            eval_crop is not None,
-            check,
-            on_error,
-            crops_per_image,
+            scalar_names=tuple(getattr(degradation, "scalar_names", ())),
+            eval_fixed_size=eval_crop is not None,
+            **loader,
         )
         if crop < 1:
             raise ValueError(f"data.crop must be positive, got {crop!r}")
@@ -181,6 +187,13 @@ class CleanImageDataModule(PairDataModule):
             raise ValueError(f"data.eval_crop must be positive or null, got {eval_crop!r}")
         if repeats < 1:
             raise ValueError(f"data.repeats must be positive, got {repeats!r}")
+        for name in getattr(degradation, "varying", ()):
+            if name not in self.aux_scalars:
+                rank_zero_warn(
+                    f"data.degradation draws {name!r} per sample but data.aux_scalars lacks "
+                    f"it: the model is not told each sample's {name} "
+                    f"(set task.aux_scalars=[{name}])"
+                )
         self.root = root
         self.degradation = degradation
         self.crop = crop
@@ -215,7 +228,20 @@ class CleanImageDataModule(PairDataModule):
     def build(self, stage: str, rank: int) -> None:
         train, evaluation = self.split()
         if stage == "fit":
-            self.data_train = self._train_set(train, rank)
+            self.data_train = CleanImageDataset(
+                train,
+                self.degradation,
+                self.aux_scalars,
+                "crop",
+                self.crop,
+                None,
+                rank,
+                "data.root",
+                self.repeats,
+                self.cache,
+                self.crops_per_image,
+                self.on_error,
+            )
         geometry: Geometry = "full" if self.eval_crop is None else "square"
         self.data_val = self.data_test = CleanImageDataset(
             evaluation,
@@ -226,32 +252,4 @@ class CleanImageDataModule(PairDataModule):
             self.eval_seed,
             rank,
             "data.root" if self.val_root is None else "data.val_root",
-        )
-
-    def train_sources(self) -> list[tuple[Path, ...]]:
-        return [(f,) for f in self._built_train().files]
-
-    def keep_train(self, items: Sequence[int]) -> None:
-        data = self._built_train()
-        self.data_train = self._train_set([data.files[i] for i in items], data.rank)
-
-    def _built_train(self) -> CleanImageDataset:
-        if not isinstance(self.data_train, CleanImageDataset):
-            raise RuntimeError(f"the train set of task {self.task!r} is not built; call setup()")
-        return self.data_train
-
-    def _train_set(self, files: Sequence[Path], rank: int) -> CleanImageDataset:
-        return CleanImageDataset(
-            files,
-            self.degradation,
-            self.aux_scalars,
-            "crop",
-            self.crop,
-            None,
-            rank,
-            "data.root",
-            self.repeats,
-            self.cache,
-            self.crops_per_image,
-            self.on_error,
         )

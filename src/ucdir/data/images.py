@@ -105,6 +105,26 @@ def list_images(
     return [path for _, path in sorted(found)]
 
 
+def images_by_name(folder: str | Path, key: str, recursive: bool = False) -> dict[str, Path]:
+    """Image files of a folder (`ucdir.data.images.list_images`) by their path relative to it
+    without extension.
+
+    Raises:
+        FileNotFoundError: if the folder does not exist.
+        ValueError: if it holds no image, or two files share a name (`a.png` and `a.jpg`).
+    """
+    root = Path(folder)
+    images: dict[str, Path] = {}
+    for path in list_images(root, key, recursive=recursive):
+        name = path.relative_to(root).with_suffix("").as_posix()
+        if name in images:
+            raise ValueError(
+                f"{key}: two images in {root} have the name {name!r}: {images[name]}, {path}"
+            )
+        images[name] = path
+    return images
+
+
 def read_file_list(list_path: str | Path, root: str | Path, key: str, root_key: str) -> list[Path]:
     """Images named by a text file, one per line, relative to `root`.
 

@@ -1,20 +1,19 @@
-"""JPEG restoration: clean images (any folder) compressed on the fly with real libjpeg."""
+"""JPEG restoration's degradation: real libjpeg (Pillow, RGB, 4:2:0) applied on the fly to clean
+images (`ucdir.data.folder.CleanImageDataModule`; the paper: ImageNet, quality 10)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from ucdir.data.check import OnError
 from ucdir.data.compression import jpeg_roundtrip
-from ucdir.data.folder import CleanImageDataModule
 
 
-def quality_range(quality: int | Sequence[int], key: str = "data.quality") -> tuple[int, int]:
+def quality_range(quality: int | Sequence[int], key: str = "task.quality") -> tuple[int, int]:
     """(low, high) inclusive from a fixed quality `q` or a range `[low, high]`, each in [1, 100]."""
     bounds = (quality, quality) if isinstance(quality, int) else tuple(quality)
     if len(bounds) != 2 or not all(isinstance(q, int) for q in bounds):
@@ -34,6 +33,12 @@ class JPEGDegradation:
 
     low: int = 10
     high: int = 10
+    scalar_names: ClassVar[tuple[str, ...]] = ("quality",)
+
+    @property
+    def varying(self) -> tuple[str, ...]:
+        """The scalars drawn per sample (the model should be told them)."""
+        return ("quality",) if self.high > self.low else ()
 
     def __call__(self, gt: Tensor, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         quality = self.low
@@ -42,72 +47,7 @@ class JPEGDegradation:
         return jpeg_roundtrip(gt, quality), {"quality": quality / 100}
 
 
-class JPEGDataModule(CleanImageDataModule):
-    """JPEG restoration pairs from a folder of clean images (paper: ImageNet, quality 10).
-
-    Real libjpeg compression through Pillow (RGB, 4:2:0) of each training crop or evaluation
-    image at `quality`, fixed or drawn per sample from a range (then pass ``quality`` in
-    `aux_scalars` so the model knows it). Splits, crops and evaluation sets: see
-    `CleanImageDataModule`; the defaults evaluate on DDRM-style 256×256 squares (the paper).
-
-    Args:
-        root: folder of clean training images (``data.root``).
-        quality: JPEG quality factor, or a ``[low, high]`` range drawn per sample.
-        crop, eval_crop, train_list, val_root, val_list, val_count, eval_seed, repeats:
-            see `CleanImageDataModule`.
-        batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`; the only scalar
-            is ``quality`` (quality factor / 100).
-        cache: keep the decoded training images in memory (see `CleanImageDataset`).
-        check, on_error, crops_per_image: see `PairDataModule`.
-    """
-
-    task = "jpeg"
-    scalar_names = ("quality",)
-
-    def __init__(
-        self,
-        root: str,
-        quality: int | Sequence[int] = 10,
-        crop: int = 256,
-        eval_crop: int | None = 256,
-        train_list: str | None = None,
-        val_root: str | None = None,
-        val_list: str | None = None,
-        val_count: int = 16,
-        eval_seed: int = 0,
-        repeats: int = 1,
-        batch_size: int = 32,
-        num_workers: int = 8,
-        pin_memory: bool = True,
-        aux_scalars: Sequence[str] = (),
-        cache: bool = False,
-        check: bool = True,
-        on_error: OnError = "raise",
-        crops_per_image: int = 1,
-    ) -> None:
-        low, high = quality_range(quality)
-        super().__init__(
-            root,
-            JPEGDegradation(low, high),
-            crop,
-            eval_crop,
-            train_list,
-            val_root,
-            val_list,
-            val_count,
-            eval_seed,
-            repeats,
-            batch_size,
-            num_workers,
-            pin_memory,
-            aux_scalars,
-            cache,
-            check,
-            on_error,
-            crops_per_image,
-        )
-        if high > low and "quality" not in self.aux_scalars:
-            rank_zero_warn(
-                f"data.quality={[low, high]} is a range but data.aux_scalars lacks 'quality': the "
-                "model is not told each sample's quality (set task.aux_scalars=[quality])"
-            )
+def jpeg_degradation(quality: int | Sequence[int] = 10) -> JPEGDegradation:
+    """The task `jpeg`'s degradation (``data.degradation``): a fixed quality `q` or a
+    ``[low, high]`` range drawn per sample (then pass ``quality`` in ``task.aux_scalars``)."""
+    return JPEGDegradation(*quality_range(quality, "task.quality"))

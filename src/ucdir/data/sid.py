@@ -12,18 +12,18 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ucdir.data.base import PairDataModule, scalar_vector
-from ucdir.data.check import OnError
 from ucdir.data.images import existing_dir, existing_file
 from ucdir.data.seeding import sample_generator
 from ucdir.data.sid_cache import CacheJob, CacheKind, build_cache, cache_target
 from ucdir.data.transforms import random_crop_pair, random_hflip, to_tensor
+from ucdir.data.visits import FileItems
 from ucdir.types import PairBatch
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def read_pairs(list_path: Path, root: Path, key: str, max_ratio: float) -> list[
     return pairs
 
 
-class SIDDataset(Dataset[PairBatch]):
+class SIDDataset(FileItems, Dataset[PairBatch]):
     """(lq, gt, scalars) from the decoded cache (`ucdir.data.sid_cache`).
 
     Args:
@@ -103,6 +103,11 @@ class SIDDataset(Dataset[PairBatch]):
         self.pairs, self.files = list(pairs), list(files)
         self.packed, self.trim, self.crop = packed, trim, crop
         self.max_ratio, self.aux_scalars, self.rank = max_ratio, tuple(aux_scalars), rank
+
+    item_lists = ("pairs", "files")
+
+    def sources(self) -> list[tuple[Path, ...]]:
+        return list(self.files)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -184,15 +189,13 @@ class SIDDataModule(PairDataModule):
         trim: px dropped per side (of the half-size grid; twice that on a full-size target).
         max_ratio: exposure-ratio cap (SID: 300); the scalar ``exposure_ratio`` = ratio / cap.
         train_list, val_list, test_list: list files relative to `root` (test may be null).
-        batch_size, num_workers, pin_memory, aux_scalars: see `PairDataModule`; `num_workers`
-            also sets the decoding processes of `prepare_data`.
-        check, on_error: see `PairDataModule`; the check loads the header of every decoded
-            training file (memory-mapped). A cache file that passes it is read, not decoded,
-            during training, so `on_error` acts on the check's findings only.
+        loader: the loader settings (`PairDataModule`); `num_workers` also sets the decoding
+            processes of `prepare_data`; the check loads the header of every decoded training
+            file (memory-mapped). A cache file that passes it is read, not decoded, during
+            training, so `on_error` acts on the check's findings only; crops_per_image must be 1.
     """
 
     task = "sid"
-    scalar_names = ("exposure_ratio",)
 
     def __init__(
         self,
@@ -205,14 +208,14 @@ class SIDDataModule(PairDataModule):
         train_list: str = "Sony_train_list.txt",
         val_list: str = "Sony_val_list.txt",
         test_list: str | None = "Sony_test_list.txt",
-        batch_size: int = 32,
-        num_workers: int = 8,
-        pin_memory: bool = True,
-        aux_scalars: Sequence[str] = (),
-        check: bool = True,
-        on_error: OnError = "raise",
+        **loader: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, aux_scalars, False, check, on_error)
+        super().__init__(scalar_names=("exposure_ratio",), **loader)
+        if self.crops_per_image != 1:
+            raise ValueError(
+                "data.crops_per_image must be 1 for task sid (a crop reads only its window of "
+                "the decoded cache, so one read gives one crop)"
+            )
         if input not in ("rgb", "packed"):
             raise ValueError(f"data.input must be 'rgb' or 'packed', got {input!r}")
         if crop < 1 or (input == "packed" and crop % 2):
@@ -283,17 +286,6 @@ class SIDDataModule(PairDataModule):
             self.data_val = self._dataset("val", None, rank)
         if stage in ("test", "predict"):
             self.data_test = self._dataset("test", None, rank)
-
-    def train_sources(self) -> list[tuple[Path, ...]]:
-        if not isinstance(self.data_train, SIDDataset):
-            raise RuntimeError("the train set of task 'sid' is not built; call setup()")
-        return list(self.data_train.files)
-
-    def keep_train(self, items: Sequence[int]) -> None:
-        if not isinstance(self.data_train, SIDDataset):
-            raise RuntimeError("the train set of task 'sid' is not built; call setup()")
-        pairs = [self.data_train.pairs[i] for i in items]
-        self.data_train = self._dataset("train", self.crop, self.data_train.rank, pairs)
 
     def _dataset(
         self, split: str, crop: int | None, rank: int, pairs: list[SIDPair] | None = None

@@ -15,10 +15,12 @@ sample that ``k=1`` gives for that key.
 
 from __future__ import annotations
 
+import copy
 import logging
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import ClassVar, Generic, Self, TypeVar
 
 import torch
 from torch.utils.data import Dataset, get_worker_info
@@ -56,7 +58,34 @@ class SkipCounter:
         return int(self._slots.sum())
 
 
-class VisitDataset(Dataset[PairBatch], Generic[Loaded]):
+class FileItems:
+    """A dataset whose items read named files: `sources` lists them for the check before
+    fitting (`ucdir.data.check`) and `subset` drops the bad ones.
+
+    A subclass names its per-item lists in `item_lists` (filtered together by `subset`) and
+    says which files an item reads in `sources`.
+    """
+
+    item_lists: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def sources(self) -> list[tuple[Path, ...]]:
+        """The files each item reads, in item order."""
+
+    def subset(self, items: Sequence[int]) -> Self:
+        """A copy holding only `items` (in that order), with nothing remembered of this one."""
+        clone = copy.copy(self)
+        for name in self.item_lists:
+            every = getattr(self, name)
+            setattr(clone, name, [every[i] for i in items])
+        clone.forget()
+        return clone
+
+    def forget(self) -> None:
+        """Drop what was remembered per item (a subset's positions differ)."""
+
+
+class VisitDataset(FileItems, Dataset[PairBatch], Generic[Loaded]):
     """Base of the datasets that decode files: a key visits position ``key % len(self)``,
     reads it once (`load`) and cuts `crops_per_image` samples from it (`sample`).
 
@@ -83,6 +112,9 @@ class VisitDataset(Dataset[PairBatch], Generic[Loaded]):
         self.on_error = check_on_error(on_error)
         self.seed = seed
         self.rank = rank
+        self.forget()
+
+    def forget(self) -> None:
         self.skipped = SkipCounter()
         self._unreadable: set[int] = set()
 
