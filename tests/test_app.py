@@ -14,7 +14,6 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.commands import run_module, start_module
 from tests.conftest import REPO, compose
 from ucdir.app.engine import (
     Choices,
@@ -377,13 +377,11 @@ def test_a_network_address_needs_a_sign_in_or_the_insecure_opt_in(
 
 
 def test_the_app_refuses_to_start_on_the_network_without_a_sign_in(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "UCDIR_APP_AUTH"}
     args = ["server.name=0.0.0.0", f"server.port={free_port()}", f"hydra.run.dir={tmp_path}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "ucdir.app", *args],
-        env={**env, "UCDIR_LOG_DIR": str(tmp_path / "logs")},
-        capture_output=True,
-        text=True,
+    done = run_module(
+        "ucdir.app",
+        *args,
+        env={"UCDIR_APP_AUTH": None, "UCDIR_LOG_DIR": str(tmp_path / "logs")},
         timeout=60,
     )
     assert done.returncode == 1
@@ -457,7 +455,6 @@ def served(tiny: Path, tmp_path: Path):
     port = free_port()
     log = tmp_path / "app.log"
     env = {
-        **os.environ,
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
         "NO_PROXY": "127.0.0.1,localhost",
@@ -465,15 +462,11 @@ def served(tiny: Path, tmp_path: Path):
         "UCDIR_LOG_DIR": str(tmp_path / "logs"),
     }
     with open(log, "w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ucdir.app",
-                *args,
-                f"server.port={port}",
-                f"hydra.run.dir={tmp_path / 'run'}",
-            ],
+        process = start_module(
+            "ucdir.app",
+            *args,
+            f"server.port={port}",
+            f"hydra.run.dir={tmp_path / 'run'}",
             cwd=tmp_path,
             env=env,
             stdout=out,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.bad_files import animated_gif, float_tiff
+from tests.commands import run_module
 from tests.test_restore_robust import photos, restore_cfg
 from ucdir.data.images import NonFiniteImageError, decode_image, read_image
 from ucdir.diffusion.memory import AutoPatchSplit
@@ -307,20 +308,13 @@ def test_gifs_follow_one_policy_in_folder_and_single_file_mode(
 
 
 def _restore_missing_input(tmp_path: Path, **env: str) -> Any:
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
     paths = [f"input={tmp_path / 'nope.png'}", f"output={tmp_path / 'out'}"]
-    return subprocess.run(
-        [sys.executable, "-m", "ucdir.restore", "pretrained=x", *paths],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    return run_module(
+        "ucdir.restore",
+        "pretrained=x",
+        *paths,
         timeout=300,
-        env={**os.environ, "UCDIR_LOG_DIR": str(tmp_path), **env},
+        env={"UCDIR_LOG_DIR": str(tmp_path), **env},
     )
 
 

@@ -1,13 +1,12 @@
 """`python -m ucdir.bench quick=true`: every section runs and reports what it should."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
+from tests.commands import run_module
 from tests.conftest import REPO, compose
 from ucdir.bench import SECTIONS, bench, by_device, to_markdown
 from ucdir.bench.akgm import product_sum
@@ -20,14 +19,14 @@ from ucdir.types import Cond
 
 @pytest.mark.slow  # five Python processes (the bench and four memory probes): ~15 s
 def test_quick_bench_prints_tables_and_json(tmp_path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "ucdir.bench", "quick=true", "threads=1"],
+    out = run_module(
+        "ucdir.bench",
+        "quick=true",
+        "threads=1",
         cwd=tmp_path,  # nothing may be written into the working directory
-        capture_output=True,
-        text=True,
         timeout=300,
+        check=True,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     assert not list(tmp_path.iterdir())
     lines = out.stdout.strip().splitlines()
     result = json.loads(lines[-1])

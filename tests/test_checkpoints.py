@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.commands import run_module
 from tests.conftest import REPO
 from ucdir.checkpoints import (
     AtomicCheckpointIO,
@@ -49,14 +50,12 @@ def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path: Path) -> N
 def test_restore_and_train_refuse_a_malicious_checkpoint(tmp_path: Path) -> None:
     path, marker = _malicious(tmp_path)
     photo = REPO / "src" / "ucdir" / "assets" / "samples" / "val" / "chelsea.png"
-    env = {**os.environ, "UCDIR_LOG_DIR": str(tmp_path / "logs")}
+    env = {"UCDIR_LOG_DIR": str(tmp_path / "logs")}
     for args in (
         ["ucdir.restore", f"ckpt_path={path}", f"input={photo}", f"output={tmp_path / 'out'}"],
         ["ucdir.train", "debug=tiny", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'run'}"],
     ):
-        out = subprocess.run(
-            [sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, env=env
-        )
+        out = run_module(*args, env=env)
         assert out.returncode != 0 and "refused to load" in out.stderr, out.stderr[-2000:]
         assert not marker.exists()
 

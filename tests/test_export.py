@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from tests.commands import run_module
 from tests.conftest import REPO
 from ucdir.export import export
 from ucdir.hub import UCDIR, PretrainedNotFoundError, resolve_pretrained
@@ -20,10 +19,8 @@ PHOTO = REPO / "src" / "ucdir" / "assets" / "samples" / "val" / "chelsea.png"
 
 
 def _cli(module: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "UCDIR_LOG_DIR": str(tmp_path / "logs"), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, env=env
-    )
+    env = {"UCDIR_LOG_DIR": str(tmp_path / "logs"), "HF_HUB_OFFLINE": "1"}
+    return run_module(module, *args, env=env)
 
 
 def test_export_writes_weights_config_and_card(checkpoint: Path, tmp_path: Path) -> None:

@@ -3,15 +3,14 @@ tolerances, the GPU trainer configs train, DDP runs on 2 GPUs when present. Skip
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor
 
-from tests.conftest import REPO, compose
+from tests.commands import run_module
+from tests.conftest import compose
 from ucdir.models.denoiser import ConditionalUNet
 from ucdir.types import Cond
 
@@ -97,26 +96,19 @@ def test_gpu_trainer_trains_in_bf16_channels_last_and_compiled(tmp_path: Path) -
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_ddp_on_two_gpus(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ucdir.train",
-            "debug=tiny",
-            "trainer=ddp",
-            "trainer.devices=2",
-            "trainer.fast_dev_run=false",
-            "trainer.max_steps=4",
-            "trainer.limit_val_batches=2",
-            "trainer.val_check_interval=4",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    run_module(
+        "ucdir.train",
+        "debug=tiny",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.fast_dev_run=false",
+        "trainer.max_steps=4",
+        "trainer.limit_val_batches=2",
+        "trainer.val_check_interval=4",
+        f"hydra.run.dir={tmp_path / 'run'}",
         timeout=600,
+        check=True,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 

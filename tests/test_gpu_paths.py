@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 import ucdir.precision as precision_module
+from tests.commands import run_module
 from tests.conftest import compose
 from ucdir.models.denoiser import ConditionalUNet
 from ucdir.models.predictor import InitialPredictor
@@ -425,20 +426,18 @@ def test_the_sync_search_finds_what_it_should() -> None:
 
 @pytest.mark.slow  # every step of the check at toy sizes on the CPU: ~20 s
 def test_gpu_check_without_cuda_is_a_dry_run_that_exits_0(tmp_path: Path) -> None:
-    import subprocess
-    import sys
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA machine runs the real check")
     out = tmp_path / "check.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "ucdir.bench.gpu", f"--out={out}", f"--site={tmp_path / 'site'}"],
+    done = run_module(
+        "ucdir.bench.gpu",
+        f"--out={out}",
+        f"--site={tmp_path / 'site'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=300,
+        check=True,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     assert "no CUDA device" in done.stderr
     result = json.loads(out.read_text())
     assert result["dry_run"] and list(result["steps"]) == [

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.commands import run_module
 from tests.conftest import REPO
 from ucdir.callbacks.config import CONFIG_KEY
 from ucdir.from_file import ALLOWED, Limits, UnsafeConfigError, build, build_networks, check
@@ -179,19 +178,12 @@ def test_the_restore_command_refuses_a_hostile_model(tmp_path: Path) -> None:
         tmp_path / "model",
         gadgets(marker)["predictor exec via ucdir.models."](model_config()),
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ucdir.restore",
-            f"pretrained={folder}",
-            f"input={REPO / 'src/ucdir/assets/samples/val'}",
-            f"output={tmp_path / 'out'}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    done = run_module(
+        "ucdir.restore",
+        f"pretrained={folder}",
+        f"input={REPO / 'src/ucdir/assets/samples/val'}",
+        f"output={tmp_path / 'out'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
         timeout=300,
     )
     assert done.returncode != 0

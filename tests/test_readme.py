@@ -9,15 +9,13 @@ completion.
 """
 
 import itertools
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.commands import run_module
 from tests.conftest import REPO, SHARED_DATA, compose
 from tests.data.conftest import write_images
 from tests.data.test_gopro import synthetic_gopro
@@ -135,6 +133,10 @@ def substitute(command: str, f: dict[str, Path]) -> list[str]:
             value = str(f["restored"])
         elif key == "gt" and "<" in value:
             value = str(f["gt"])
+        elif key == "data.lq" and "<" in value:  # task=paired: inputs and targets by name
+            value = str(f["restored"])
+        elif key == "data.gt" and "<" in value:
+            value = str(f["gt"])
         out.append(f"{key}={value}" if _ else token)
     if "data.root=../shared/data/train" in out and any(
         t.startswith(("pretrained=", "ckpt_path=")) for t in out
@@ -204,16 +206,8 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
         assert build_app(settings(cfg)) is not None
         return
     env_dir = fixtures["base"] / "hydra" / re.sub(r"\W+", "_", command)[:80]
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args, f"hydra.run.dir={env_dir}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={
-            **os.environ,
-            "UCDIR_DATA_DIR": str(fixtures["base"] / "data"),
-            "UCDIR_LOG_DIR": str(fixtures["base"] / "logs"),
-        },
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    env = {
+        "UCDIR_DATA_DIR": str(fixtures["base"] / "data"),
+        "UCDIR_LOG_DIR": str(fixtures["base"] / "logs"),
+    }
+    run_module(module, *args, f"hydra.run.dir={env_dir}", env=env, check=True)

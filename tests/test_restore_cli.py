@@ -1,34 +1,24 @@
 """`python -m ucdir.restore` on a folder of mixed images with a checkpoint from a tiny run."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import ucdir
-from tests.conftest import REPO
+from tests.commands import run_module
 
 
 def restore_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ucdir.restore",
-            *args,
-            f"hydra.run.dir={tmp_path / 'hydra'}",
-            "sampler=dpmpp",
-            "sampler.steps=2",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "UCDIR_LOG_DIR": str(tmp_path / "logs")},
+    return run_module(
+        "ucdir.restore",
+        *args,
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        "sampler=dpmpp",
+        "sampler.steps=2",
+        env={"UCDIR_LOG_DIR": str(tmp_path / "logs")},
     )
 
 
@@ -111,25 +101,17 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_evaluate_a_checkpoint_on_a_task(checkpoint: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ucdir.evaluate",
-            f"ckpt_path={checkpoint}",
-            "task=samples",
-            "metrics=[psnr,ssim]",
-            "sampler=dpmpp",
-            "sampler.steps=2",
-            "limit=1",
-            f"hydra.run.dir={tmp_path / 'eval'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    result = run_module(
+        "ucdir.evaluate",
+        f"ckpt_path={checkpoint}",
+        "task=samples",
+        "metrics=[psnr,ssim]",
+        "sampler=dpmpp",
+        "sampler.steps=2",
+        "limit=1",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+        check=True,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     for name in ("results.md", "results.csv", "per_image.csv", "protocol.json"):
         assert (tmp_path / "eval" / name).is_file()
     assert (tmp_path / "eval" / "restored" / "00000.png").is_file()

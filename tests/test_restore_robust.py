@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,8 @@ from PIL import Image
 
 import ucdir.atomic
 from tests.bad_files import bomb_png
-from tests.conftest import REPO, compose
+from tests.commands import run_module
+from tests.conftest import compose
 from ucdir.restore import cli
 from ucdir.restore import session as session_module
 from ucdir.restore.outputs import is_done
@@ -163,14 +162,10 @@ def test_an_interrupted_run_leaves_no_litter_and_continues(
 
 
 def test_a_value_with_a_space_split_by_the_shell_gets_the_quoting_hint(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ucdir.restore", "ckpt_path=x.ckpt", "input=my", "photos/a.png"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "UCDIR_LOG_DIR": str(tmp_path)},
-    )
+    result = run_module(
+        "ucdir.restore", "ckpt_path=x.ckpt", "input=my", "photos/a.png",
+        timeout=300, env={"UCDIR_LOG_DIR": str(tmp_path)},
+    )  # fmt: skip
     assert result.returncode == 1
     assert "'photos/a.png'" in result.stderr
     assert """'input="my photos/a.png"'""" in result.stderr

@@ -9,14 +9,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.commands import run_module, start_module
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +24,6 @@ STEPS = 8  # the embedded samples with data.repeats=1 and batch 2: 3 steps per e
 
 def _train(run: Path, steps: int, workers: int, resume: bool = False) -> list[str]:
     args = [
-        sys.executable,
-        "-m",
         "ucdir.train",
         "debug=tiny",
         "trainer.fast_dev_run=false",
@@ -50,8 +47,7 @@ def _train(run: Path, steps: int, workers: int, resume: bool = False) -> list[st
 
 
 def _run(args: list[str]) -> None:
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_module(*args, check=True)
 
 
 def _losses(run: Path) -> dict[int, float]:
@@ -120,9 +116,8 @@ def test_resume_at_an_epoch_boundary_and_mid_epoch_is_exact(
 def test_resume_after_kill_9_at_a_random_step_is_exact(uninterrupted: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     kill_after = random.Random().randint(1, STEPS - 2)
-    proc = subprocess.Popen(
-        _train(run, STEPS, workers=2),
-        cwd=REPO,
+    proc = start_module(
+        *_train(run, STEPS, workers=2),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its loader workers die with it

@@ -1,19 +1,11 @@
 import json
-import subprocess
-import sys
 
+from tests.commands import run_module
 from tests.conftest import REPO
 
 
 def test_stats_command_prints_official_figures() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "ucdir.stats", "input_size=128"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
+    out = run_module("ucdir.stats", "input_size=128", timeout=300, check=True)
     line = out.stdout.strip().splitlines()[-1]
     stats = json.loads(line)
     assert stats["params"] == {"predictor": 7_760_163, "denoiser": 97_354_699, "total": 105_114_862}
@@ -22,20 +14,13 @@ def test_stats_command_prints_official_figures() -> None:
 
 
 def test_stats_accepts_overrides() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ucdir.stats",
-            "model=tiny",
-            "input_size=64",
-            "model.denoiser.integration=concat",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
+    out = run_module(
+        "ucdir.stats",
+        "model=tiny",
+        "input_size=64",
+        "model.denoiser.integration=concat",
         timeout=300,
+        check=True,
     )
     stats = json.loads(out.stdout.strip().splitlines()[-1])
     assert stats["input_size"] == 64 and stats["params"]["denoiser"] > 0

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +19,7 @@ import lightning as L
 import pytest
 from hydra.utils import instantiate
 
-from tests.conftest import REPO
+from tests.commands import run_module, start_module
 from ucdir.callbacks import TrainingStopped
 from ucdir.callbacks.resume import (
     ResumeConfigError,
@@ -39,7 +38,7 @@ QUICK = [
     "trainer.enable_progress_bar=false",
 ]
 # one thread per process: two torch processes on a shared 2-core machine otherwise crawl
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "UCDIR_LOG_DIR": "unused"}
+ENV = {"OMP_NUM_THREADS": "1", "UCDIR_LOG_DIR": "unused"}
 
 
 class SendSignal(L.Callback):
@@ -75,8 +74,6 @@ class LastCheckpointSeen(L.Callback):
 
 def _command(run: Path, *overrides: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
         "ucdir.train",
         "debug=tiny",
         *QUICK,
@@ -104,12 +101,8 @@ def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, st
     run = tmp_path_factory.mktemp("stopped")
     out = run.parent / f"{run.name}.out"
     with open(out, "w") as f:
-        proc = subprocess.Popen(
-            _command(run, "trainer.max_steps=100000"),
-            cwd=REPO,
-            env=ENV,
-            stdout=f,
-            stderr=subprocess.STDOUT,
+        proc = start_module(
+            *_command(run, "trainer.max_steps=100000"), env=ENV, stdout=f, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
@@ -142,15 +135,12 @@ def test_a_stopped_run_resumes_from_its_step(stopped_run: tuple[Path, int, str])
     run, _, _ = stopped_run
     last = run / "checkpoints" / "last.ckpt"
     step = read_checkpoint(last)["global_step"]
-    done = subprocess.run(
-        _command(run, f"trainer.max_steps={step + 2}", f"ckpt_path={last}"),
-        cwd=REPO,
+    run_module(
+        *_command(run, f"trainer.max_steps={step + 2}", f"ckpt_path={last}"),
         env=ENV,
-        capture_output=True,
-        text=True,
         timeout=300,
+        check=True,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     assert read_checkpoint(last)["global_step"] == step + 2
     assert _logged_steps(run)[-1] == [step, step + 1]  # continued, not restarted
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
@@ -161,12 +151,9 @@ def test_resume_under_another_model_is_refused_naming_the_stored_one(
     stopped_run: tuple[Path, int, str],
 ) -> None:
     run, _, _ = stopped_run
-    done = subprocess.run(
-        _command(run, "model.denoiser.width=8", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"),
-        cwd=REPO,
+    done = run_module(
+        *_command(run, "model.denoiser.width=8", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"),
         env=ENV,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     output = done.stdout + done.stderr

@@ -2,30 +2,16 @@
 
 import copy
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.commands import run_module
 from ucdir.checkpoints import read_checkpoint, run_config
 from ucdir.train import build, train
 from ucdir.types import PairBatch
-
-
-def run_cli(args: list[str], tmp_path: Path, env: dict | None = None, module: str = "ucdir.train"):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "UCDIR_LOG_DIR": str(tmp_path / "logs"), **(env or {})},
-    )
 
 
 def test_tiny_training_runs(train_cfg) -> None:
@@ -142,14 +128,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     cwd, logs = tmp_path / "cwd", tmp_path / "logs"
     cwd.mkdir()
     args = ["debug=ddp_sim", "model=tiny", "data.crop=32", "data.batch_size=2", "sampler.steps=2"]
-    out = subprocess.run(
-        [sys.executable, "-m", "ucdir.train", *args, f"paths.log_dir={logs}"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_module("ucdir.train", *args, f"paths.log_dir={logs}", cwd=cwd, check=True)
     assert list(cwd.iterdir()) == []
     (run,) = (logs / "train" / "runs").iterdir()
     assert list(logs.iterdir()) == [logs / "train"]
@@ -159,36 +138,37 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_wandb_logger_offline(tmp_path: Path) -> None:
-    out = run_cli(
-        [
-            "debug=tiny",
-            "logger=wandb",
-            "trainer.fast_dev_run=false",
-            "trainer.max_steps=2",
-            "trainer.val_check_interval=2",
-            "trainer.limit_val_batches=1",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        tmp_path,
-        env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)},
+    run_module(
+        "ucdir.train",
+        "debug=tiny",
+        "logger=wandb",
+        "trainer.fast_dev_run=false",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={
+            "UCDIR_LOG_DIR": str(tmp_path / "logs"),
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(tmp_path),
+        },
+        check=True,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert runs and any(runs[0].rglob("*.wandb"))
 
 
 @pytest.mark.slow
 def test_multirun_sweep(tmp_path: Path) -> None:
-    out = run_cli(
-        [
-            "-m",
-            "model.denoiser.kernels=4,8",  # a training ablation: 4 different models
-            "model.denoiser.guide=initial,degraded",
-            "debug=tiny",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        ],
-        tmp_path,
+    run_module(
+        "ucdir.train",
+        "-m",
+        "model.denoiser.kernels=4,8",  # a training ablation: 4 different models
+        "model.denoiser.guide=initial,degraded",
+        "debug=tiny",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={"UCDIR_LOG_DIR": str(tmp_path / "logs")},
+        check=True,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert jobs == ["0", "1", "2", "3"]

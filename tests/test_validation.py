@@ -6,10 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +15,8 @@ import pytest
 from PIL import Image
 from torch import Tensor, nn
 
-from tests.conftest import REPO, compose
+from tests.commands import run_module
+from tests.conftest import compose
 from ucdir.evaluate import run as evaluate
 from ucdir.metrics.specs import METRICS
 from ucdir.metrics.specs import PAPER_METRICS as PAPER
@@ -178,23 +176,16 @@ def test_two_ddp_processes_score_like_one(tmp_path: Path) -> None:
     for devices in (1, 2):
         run_dir = tmp_path / f"run{devices}"
         extra = ["trainer.strategy=ddp"] if devices == 2 else []
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ucdir.train",
-                *common,
-                f"trainer.devices={devices}",
-                *extra,
-                f"hydra.run.dir={run_dir}",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
+        run_module(
+            "ucdir.train",
+            *common,
+            f"trainer.devices={devices}",
+            *extra,
+            f"hydra.run.dir={run_dir}",
             timeout=300,
-            env={**os.environ, "UCDIR_LOG_DIR": str(tmp_path / "logs")},
+            env={"UCDIR_LOG_DIR": str(tmp_path / "logs")},
+            check=True,
         )
-        assert out.returncode == 0, out.stderr[-3000:]
         values.append(_val_row(run_dir))
     one, two = values
     assert {"val/fid", "val/kid", "val/niqe", "val/x_init/fid"} <= one.keys()

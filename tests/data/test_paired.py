@@ -7,6 +7,7 @@ import pytest
 from hydra.errors import InstantiationException
 from PIL import Image
 
+from tests.commands import run_module
 from tests.data.conftest import check_batch, datamodule, one_training_step, write_images
 from tests.data.test_gopro import synthetic_gopro
 from ucdir.data.paired import PairedImageDataModule, folder_pairs
@@ -115,3 +116,25 @@ def test_pairs_of_different_sizes_are_reported(tmp_path: Path) -> None:
     dm.setup("test")
     with pytest.raises(ValueError, match=r"data\.lq: pair sizes differ"):
         next(iter(dm.test_dataloader()))
+
+
+def test_evaluate_scores_a_model_on_paired_folders(tmp_path: Path, shared_data: Path) -> None:
+    """The README's command: a shipped model on the user's own pairs (real JPEGs of photos)."""
+    lq, gt = tmp_path / "lq", tmp_path / "gt"
+    for folder in (lq, gt):
+        folder.mkdir()
+    for name in ("astronaut", "chelsea"):
+        photo = Image.open(shared_data / "natural" / f"{name}.png").convert("RGB")
+        photo = photo.crop((0, 0, 96, 64))
+        photo.save(gt / f"{name}.png")
+        photo.save(lq / f"{name}.jpg", quality=10)
+    run = tmp_path / "run"
+    out = run_module(
+        "ucdir.evaluate", "pretrained=jpeg-cpu-regression", "task=paired", f"data.lq={lq}",
+        f"data.gt={gt}", "metrics=[psnr,ssim]", "patch=none", "score_input=true",
+        "data.num_workers=0", f"hydra.run.dir={run}", timeout=300, check=True,
+    )  # fmt: skip
+    rows = {line.split("|")[1].strip(): line for line in out.stdout.splitlines()[2:]}
+    psnr = {name: float(row.split("|")[6]) for name, row in rows.items()}
+    assert psnr["paired:jpeg-cpu-regression"] > psnr["paired input"] + 0.3, out.stdout
+    assert sorted(p.name for p in (run / "restored").iterdir()) == ["00000.png", "00001.png"]

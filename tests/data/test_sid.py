@@ -1,12 +1,11 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 
-from tests.conftest import CONFIGS, REPO
+from tests.commands import run_module
+from tests.conftest import CONFIGS
 from tests.data.conftest import check_batch, datamodule, one_training_step
 from ucdir.data.sid import SIDDataModule, exposure_time, read_pairs
 from ucdir.prepare import prepare
@@ -141,10 +140,9 @@ def test_prepare_command_decodes_once_in_parallel(sid_root: Path) -> None:
 @pytest.mark.slow
 def test_prepare_command_line(sid_root: Path) -> None:
     cache = sid_root.parent / "cache"
-    out = subprocess.run(
-        [sys.executable, "-m", "ucdir.prepare", "task=sid", f"data.root={sid_root}",
-         f"data.cache_dir={cache}", "task.input=packed", "workers=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
+    out = run_module(
+        "ucdir.prepare", "task=sid", f"data.root={sid_root}", f"data.cache_dir={cache}",
+        "task.input=packed", "workers=1", timeout=120, check=True,
     )  # fmt: skip
     assert "8/8" in out.stderr  # the progress bar
     assert len(list((cache / "packed").rglob("*.npy"))) == 4

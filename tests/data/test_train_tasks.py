@@ -1,13 +1,11 @@
 """`python -m ucdir.train task=<each> data.root=<tiny folder> debug=fdr` for all five tasks."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, compose
+from tests.commands import run_module
+from tests.conftest import compose
 from tests.data.conftest import write_images
 from tests.data.test_gopro import synthetic_gopro
 from tests.data.test_sid import KDC, fake_sid
@@ -60,21 +58,13 @@ def test_fast_dev_run_per_task(task: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_documented_command_line(tmp_path: Path) -> None:
     root = tiny_root("jpeg", tmp_path, None)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ucdir.train",
-            "task=jpeg",
-            f"data.root={root}",
-            "debug=fdr",
-            "data.val_count=2",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "UCDIR_LOG_DIR": str(tmp_path / "logs")},
+    run_module(
+        "ucdir.train",
+        "task=jpeg",
+        f"data.root={root}",
+        "debug=fdr",
+        "data.val_count=2",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"UCDIR_LOG_DIR": str(tmp_path / "logs")},
+        check=True,
     )
-    assert out.returncode == 0, out.stderr[-3000:]

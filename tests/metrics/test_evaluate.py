@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from tests.conftest import CONFIGS, REPO
+from tests.commands import run_module
+from tests.conftest import CONFIGS
 from ucdir.evaluate import pair_images, read_image, run, score_folders
 from ucdir.metrics import Metrics, MetricUnavailableError
 
@@ -108,16 +107,11 @@ def _gopro_pair(shared: Path, tmp_path: Path) -> Path:
 
 
 def _evaluate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "UCDIR_WEIGHTS_DIR"}
-    env["TORCH_HOME"] = str(tmp_path / "torch_home")  # empty caches; nothing may download
-    return subprocess.run(
-        [sys.executable, "-m", "ucdir.evaluate", "mode=score", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = {
+        "UCDIR_WEIGHTS_DIR": None,
+        "TORCH_HOME": str(tmp_path / "torch_home"),  # empty caches; nothing may download
+    }
+    return run_module("ucdir.evaluate", "mode=score", *args, env=env, timeout=300)
 
 
 def test_score_cli_on_the_gopro_pairs(shared_data: Path, tmp_path: Path) -> None:

