@@ -20,7 +20,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 from torch.utils.data import Dataset, get_worker_info
@@ -58,6 +58,9 @@ class SkipCounter:
         return int(self._slots.sum())
 
 
+Items = TypeVar("Items", bound="FileItems")
+
+
 class FileItems:
     """A dataset whose items read named files: `sources` lists them for the check before
     fitting (`ucdir.data.check`) and `subset` drops the bad ones.
@@ -72,7 +75,7 @@ class FileItems:
     def sources(self) -> list[tuple[Path, ...]]:
         """The files each item reads, in item order."""
 
-    def subset(self, items: Sequence[int]) -> Self:
+    def subset(self: Items, items: Sequence[int]) -> Items:
         """A copy holding only `items` (in that order), with nothing remembered of this one."""
         clone = copy.copy(self)
         for name in self.item_lists:
