@@ -31,11 +31,16 @@ lint: $(STAMP) ## ruff lint + format check, mypy on src/
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 
+# the suite in parallel processes (pytest-xdist), a test file per process at a time: its module
+# fixtures are built once; the cores are shared out between them (tests/conftest.py)
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP) ## the whole CPU test suite, slow tests included (the README's test command)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: $(STAMP) ## the inner loop: skip tests marked slow
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow"
 
 test-gpu: $(STAMP) ## only the tests that need CUDA (exits 0 with a skip line without one)
 	@$(PY) -c "import torch; print('CUDA devices:', torch.cuda.device_count() if torch.cuda.is_available() else 'none: the gpu tests are skipped')"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank_zero_only
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -16,10 +19,25 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# `make test` runs the suite in parallel worker processes (pytest-xdist, `-n`): the cores are
+# shared out between them, and the commands a test starts inherit its share.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
 
 @pytest.fixture(autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _rank_zero() -> Iterator[None]:
+    """Every test starts as rank 0: a Trainer built with a rank (the SLURM test's rank 5) sets
+    Lightning's process-wide rank, which would silence the loggers of the tests after it."""
+    yield
+    rank_zero_only.rank = fabric_rank_zero_only.rank = 0
 
 
 @pytest.fixture

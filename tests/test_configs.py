@@ -46,6 +46,8 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     ]
     if group != "model":
         overrides.append("model=tiny")
+    if group == "task" and option == "paired":  # the two folders have no default
+        overrides += ["data.lq=inputs", "data.gt=targets"]
     if option == "objective/distill":  # distillation needs a teacher
         overrides.append("pretrained=jpeg-cpu")
     if group == "trainer":  # GPU trainer options are instantiated on the CPU here

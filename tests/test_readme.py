@@ -41,22 +41,9 @@ def test_readme_names_the_setup_and_test_commands() -> None:
 
 
 @pytest.fixture(scope="module")
-def fixtures(tmp_path_factory) -> dict[str, Path]:
-    from ucdir.train import train
-
+def fixtures(tmp_path_factory, checkpoint: Path) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("readme")
-    run = base / "run"
-    cfg = compose(
-        "train",
-        [
-            "debug=tiny",
-            f"paths.output_dir={run}",
-            "trainer.fast_dev_run=false",
-            "trainer.max_steps=1",
-            "trainer.limit_val_batches=0",
-        ],
-    )
-    train(cfg)
+    run = checkpoint.parent.parent  # the shared one-step tiny run (tests/conftest.py)
     clean = base / "clean"
     write_images(clean, [(72, 64)] * 20)
     (base / "list.txt").write_text("".join(f"img_{i:03d} 0\n" for i in range(4)))
