@@ -20,6 +20,9 @@ from tests.conftest import REPO, SHARED_DATA, compose
 from tests.data.conftest import write_images
 from tests.data.test_gopro import synthetic_gopro
 from tests.data.test_sid import KDC, fake_sid
+from tests.test_official import configs as official_configs
+from tests.test_official import documented_layout, random_release
+from ucdir.convert import convert
 from ucdir.hub import shipped_models
 
 README = (REPO / "README.md").read_text()
@@ -85,17 +88,37 @@ def fixtures(tmp_path_factory, checkpoint: Path) -> dict[str, Path]:
     return paths
 
 
+def official_release(f: dict[str, Path]) -> tuple[Path, Path]:
+    """The authors' release (full size, random weights, the documented layout) and its
+    conversion, made on first use (the README's `convert` and `format=official` commands)."""
+    if "release" not in f:
+        f["release"] = f["base"] / "release"
+        random_release(f["release"], documented_layout())
+        f["converted"] = convert(f["release"], f["base"] / "converted", official_configs())
+    return f["release"], f["converted"]
+
+
 def substitute(command: str, f: dict[str, Path]) -> list[str]:
     ckpt = str(f["run"] / "checkpoints" / "last.ckpt")
     out = []
+    official = "format=official" in command
+    scored = "metrics=" not in command and ("mode=score" in command or "pretrained=" in command)
     for token in shlex.split(command):
         if token.startswith("[") and token.endswith("]") and "=" in token:
             continue  # an optional argument shown in brackets
         key, _, value = token.partition("=")
         if key == "ckpt_path" or key == "predictor_ckpt":
             value = ckpt
+        elif key == "official":
+            value = str(official_release(f)[0])
+        elif key == "pretrained" and official:
+            value = str(official_release(f)[1])
         elif key == "pretrained" and value not in shipped_models():
             value = str(f["exported"])
+        elif key in ("restored", "data.lq") and value.startswith("/data/") and scored:
+            value = str(f["restored"])  # pairs of 208x112 images (NIQE needs two 96² blocks)
+        elif key in ("gt", "data.gt") and value.startswith("/data/") and scored:
+            value = str(f["gt"])
         elif value.startswith("/data/GOPRO_Large"):
             value = str(f["gopro"])
         elif value.startswith("/data/SID"):
@@ -171,7 +194,7 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
                 "data.batch_size=2",
                 f"paths.data_dir={fixtures['base'] / 'data'}",
             ]
-            if any(o.startswith("task=jpeg") or o.startswith("task=blind") for o in overrides):
+            if any(o.startswith(("task=jpeg", "task=blind", "task=paired")) for o in overrides):
                 extra.append("data.val_count=4")
             if any(o in ("trainer=gpu", "trainer=ddp") for o in overrides):
                 import torch

@@ -4,7 +4,9 @@ Turns a training checkpoint into a shareable model folder (`ucdir.hub.UCDIR`): `
 (the EMA weights, as the checkpoint's `state_dict` holds them), `config.json` (both networks, the
 default sampler, the task) and a model card `README.md` (task, data, steps, the last validation
 metrics of the run, licence, citation). Load it with `UCDIR.load(<dir>)` or `pretrained=<dir>`;
-`UCDIR.push_to_hub` shares it.
+`UCDIR.push_to_hub` shares it. ``format=official`` writes the weights in the authors' layout
+instead (``I_Elatest_gen_ema.pth``, the inverse of ``python -m ucdir.convert``);
+``pretrained=<folder>`` exports an exported model (e.g. a converted one) again.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from ucdir.atomic import atomic_path
 from ucdir.checkpoints import check_finite
 from ucdir.config_files import CONFIG_DIR
+from ucdir.hub import UCDIR
 from ucdir.loader import load_model
+from ucdir.official import RELEASE_FILES, official_state, paper_mismatch
 from ucdir.overrides import reports_user_errors, run_command
 
 log = logging.getLogger(__name__)
@@ -49,42 +54,76 @@ def _metrics_table(values: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def export_official(model: UCDIR, output: str | Path, dtype: str = "fp32") -> Path:
+    """Writes `model`'s weights in the authors' layout (`ucdir.official`): the folder gets
+    ``I_Elatest_gen_ema.pth``, a plain state dict of tensors as their code loads it (the
+    official code builds the paper's networks, so only a model of that configuration fits).
+
+    Raises:
+        ValueError: networks of another configuration than the paper's (named).
+    """
+    differs = paper_mismatch(model.predictor_config, model.denoiser_config)
+    if differs:
+        raise ValueError(
+            f"format=official: {differs}; the authors' code builds only the paper's networks"
+        )
+    state = {f"denoiser.{k}": v for k, v in model.denoiser.state_dict().items()}
+    state |= {f"predictor.{k}": v for k, v in model.predictor.state_dict().items()}
+    official = official_state(state)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(DTYPES[dtype]).contiguous() for k, v in official.items()}
+    with atomic_path(out / RELEASE_FILES[0]) as partial:
+        torch.save(tensors, partial)
+    return out
+
+
 def export(
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | None,
     output: str | Path,
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32",
     name: str | None = None,
     overwrite: bool = False,
     card: dict[str, Any] | None = None,
+    format: Literal["ucdir", "official"] = "ucdir",
+    pretrained: str | Path | None = None,
 ) -> Path:
-    """Writes the model folder of a ucdir checkpoint; returns the folder.
+    """Writes the model folder of a ucdir checkpoint (or of an exported model); returns the
+    folder.
 
     Args:
-        ckpt_path: a checkpoint of `python -m ucdir.train`.
+        ckpt_path: a checkpoint of `python -m ucdir.train` (or None, with `pretrained`).
         output: the model folder to write.
         dtype: storage precision of the weights (loaded back as float32).
         name: the model's name in its card (default: the folder's name).
         overwrite: replace the files of an existing model folder.
         card: extra model-card fields (`data`, `wall_time`, `metrics`, `license`, ...).
+        format: ``ucdir`` (`ucdir.hub.UCDIR`'s folder) or ``official`` (the authors' layout,
+            `export_official`).
+        pretrained: an exported folder, shipped name or hub id instead of `ckpt_path`.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if format not in ("ucdir", "official"):
+        raise ValueError(f"format must be 'ucdir' or 'official', got {format!r}")
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output: {out} is a file; give a folder for the model")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"output: {out} is not empty; pass overwrite=true to replace it")
-    model = load_model(ckpt_path=ckpt_path)
-    run = model.training_run or {}
-    cfg, task = run.get("config") or {}, model.task
+    model = load_model(ckpt_path=ckpt_path, pretrained=pretrained)
     model.to(DTYPES[dtype])
     try:
-        check_finite(model, ckpt_path)
+        check_finite(model, str(ckpt_path or pretrained))
     except ValueError as err:
         raise ValueError(
             f"dtype={dtype}: a weight overflows this precision ({err}); export "
             "with dtype=bf16 or dtype=fp32"
         ) from None
+    if format == "official":
+        return export_official(model, out, dtype)
+    run = model.training_run or {}
+    cfg, task = run.get("config") or {}, model.task
     sampler = model.default_sampler()
     fields: dict[str, Any] = {
         "name": name or out.resolve().name,
@@ -97,7 +136,7 @@ def export(
         if sampler is None
         else f"{getattr(sampler, 'name', type(sampler).__name__)}, {sampler.steps} steps",
         "dtype": dtype,
-        "metrics": _metrics_table(_last_validation(Path(ckpt_path))),
+        "metrics": _metrics_table(_last_validation(Path(ckpt_path)) if ckpt_path else {}),
         "license": "Apache-2.0 (the code); the weights also follow the training data's terms",
         "recipe": "",
         "use_args": "",  # the model's own sampler is every command's default
@@ -118,7 +157,16 @@ def main(cfg: DictConfig) -> None:
         card["recipe"] = "\n" + Path(str(cfg.card.recipe_file)).read_text()
     if card.get("wall_time"):
         card["wall_time"] = f" ({card['wall_time']})"
-    out = export(cfg.ckpt_path, cfg.output, cfg.dtype, cfg.name, bool(cfg.overwrite), card)
+    out = export(
+        cfg.get("ckpt_path"),
+        cfg.output,
+        cfg.dtype,
+        cfg.name,
+        bool(cfg.overwrite),
+        card,
+        cfg.format,
+        cfg.get("pretrained"),
+    )
     sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
     log.info("model written to %s: %s", out, ", ".join(f"{k} {v:,} B" for k, v in sizes.items()))
 
