@@ -95,8 +95,23 @@ def test_per_device_values() -> None:
 
 def test_default_sections_include_precision_on_every_device() -> None:
     sections = bench(compose("bench", ["models=[]"]))["sections"]
-    assert sections == list(SECTIONS)
+    assert sections == [s for s in SECTIONS if s != "fullsize"]  # opt-in: minutes on a CPU
     assert {"forward", "restore", "patch", "train", "akgm", "precision"} <= set(sections)
+
+
+def test_the_full_size_figure_restores_in_tiles_and_reports_time_and_memory() -> None:
+    """`sections=[fullsize]` at toy sizes (the real one: 2120×1416, the paper's networks)."""
+    cfg = compose("bench", ["models=[tiny]", "sections=[fullsize]", "threads=1",
+                            "fullsize.height=64", "fullsize.width=96", "fullsize.tile=32",
+                            "fullsize.overlap=8", "fullsize.sampler.cpu.steps=2"])  # fmt: skip
+    result = bench(cfg)
+    row = result["models"]["tiny"]["fullsize"]
+    assert (row["tiles"], row["sampler"], row["steps"]) == (15, "dpmpp", 2)
+    assert row["seconds"] > 0 and row["peak_mib"] > 100
+    assert "| `tiny` | 96×64 | 15 × 32, overlap 8 | dpmpp, 2 steps | fp32 |" in to_markdown(result)
+    defaults = compose("bench", []).fullsize
+    assert (defaults.width, defaults.height) == (2120, 1416)
+    assert dict(defaults.sampler.cuda) == {"name": "ddpm", "steps": 50}
 
 
 def test_official_formulation_equals_the_layer_and_is_undone() -> None:

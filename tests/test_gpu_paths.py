@@ -447,6 +447,7 @@ def test_gpu_check_without_cuda_is_a_dry_run_that_exits_0(tmp_path: Path) -> Non
         "throughput",
         "train",
         "restore",
+        "fullsize",
         "compiled",
     ]
     assert all(step["ok"] for step in result["steps"].values())

@@ -441,6 +441,22 @@ def numerics(device: torch.device, model: str, batch: int, crop: int) -> dict[st
     }
 
 
+def full_size(device: torch.device, model: str, height: int, width: int, steps: int) -> dict:
+    """The authors' released model's job (`python -m ucdir.convert`): one SID frame restored
+    in 512 px tiles with the paper's DDPM (`ucdir.bench.fullsize`), precision auto."""
+    from ucdir.bench.fullsize import bench_fullsize
+    from ucdir.bench.networks import BenchModel
+    from ucdir.precision import resolve_precision
+
+    tile = 512 if device.type == "cuda" else 32
+    threads = torch.get_num_threads()
+    precision = resolve_precision("auto", device)
+    row = bench_fullsize(
+        BenchModel(model, device), height, width, tile, tile // 8, "ddpm", steps, threads, precision
+    )
+    return {"model": model, **row}
+
+
 def table(result: dict[str, Any]) -> str:
     """The check's one Markdown table."""
     lines = [
@@ -504,6 +520,14 @@ def table(result: dict[str, Any]) -> str:
                     f"{value['precision']}",
                     f"{r['seconds']:.2f} s, {r['peak_gib']:.2f} GiB",
                 )
+        elif name == "fullsize":
+            add(
+                name,
+                f"{value['model']} {value['width']}×{value['height']}, {value['sampler']} "
+                f"{value['steps']} steps, {value['tiles']} tiles {value['tile']}, "
+                f"{value['precision']}",
+                f"{value['seconds']:.1f} s, {value['peak_mib'] / 1024:.2f} GiB",
+            )
         elif name == "numerics":
             add(
                 name,
@@ -566,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
             },
         ),
     }
+    steps["fullsize"] = lambda: full_size(
+        device, big, 1416 if cuda else 64, 2120 if cuda else 96, 50 if cuda else 2
+    )
     steps["compiled"] = lambda: compiled(
         device,
         big,

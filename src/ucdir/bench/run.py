@@ -13,7 +13,16 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ucdir.bench import akgm, data_pipeline, forward, patch, precision, restore, training
+from ucdir.bench import (
+    akgm,
+    data_pipeline,
+    forward,
+    fullsize,
+    patch,
+    precision,
+    restore,
+    training,
+)
 from ucdir.bench.networks import BenchModel
 from ucdir.bench.table import Table
 from ucdir.config_files import CONFIG_DIR
@@ -31,9 +40,12 @@ TABLES: dict[str, Table] = {
     "akgm": akgm.TABLE,
     "precision": precision.TABLE,
     "data": data_pipeline.TABLE,
+    "fullsize": fullsize.TABLE,
 }
 SECTIONS = tuple(TABLES)
 """The figures, in the order of the default list."""
+OPT_IN = ("fullsize",)
+"""Figures run only when named in ``sections`` (minutes long on a CPU)."""
 
 
 def by_device(value: Any, device: torch.device) -> Any:
@@ -59,7 +71,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = int(cfg.threads or cores or 1)
     torch.set_num_threads(threads)
-    sections = list(SECTIONS) if cfg.sections is None else list(cfg.sections)
+    default = [s for s in SECTIONS if s not in OPT_IN]
+    sections = default if cfg.sections is None else list(cfg.sections)
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
@@ -128,6 +141,21 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
                 list(d.workers),
                 list(d.crops_per_image),
                 list(d.cache),
+            )
+        if "fullsize" in sections:
+            log.info("%s: full-size restoration", name)
+            z = cfg.fullsize
+            sampler = by_device(z.sampler, device)
+            entry["fullsize"] = fullsize.bench_fullsize(
+                model,
+                int(z.height),
+                int(z.width),
+                int(z.tile),
+                int(z.overlap),
+                str(sampler.name),
+                int(sampler.steps),
+                threads,
+                str(by_device(z.precision, device)),  # type: ignore[arg-type]
             )
         result["models"][name] = entry
         del model
