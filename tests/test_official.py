@@ -65,21 +65,18 @@ def configs() -> dict:
 
 
 def random_release(folder: Path, layout, with_raw: bool = False) -> dict[str, torch.Tensor]:
-    """A release folder: I_Elatest_gen_ema.pth (weights) [+ I_Elatest_gen.pth with the
-    buffers]; returns the EMA state. Weights ~ N(0, 0.02) (biases included): nothing is zero."""
+    """A release folder: I_Elatest_gen_ema.pth (every weight of `layout`, ~N(0, 0.02), biases
+    included: nothing is zero) [+ a small stand-in I_Elatest_gen.pth holding the schedule
+    buffers: the converter never reads it when the EMA file is there]; returns the EMA state."""
     generator = torch.Generator().manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
-    ema, raw = {}, {}
-    for key, shape, kind in layout:
-        value = torch.randn(shape, generator=generator) * 0.02
-        if kind == "buffer":
-            raw[key] = torch.linspace(1e-6, 0.02, shape[0])
-        else:
-            ema[key] = value
-            raw[key] = value + 0.01
+    ema = {
+        k: torch.randn(s, generator=generator) * 0.02 for k, s, kind in layout if kind == "param"
+    }
     torch.save(ema, folder / "I_Elatest_gen_ema.pth")
     if with_raw:
-        torch.save(raw, folder / "I_Elatest_gen.pth")
+        buffers = {b: torch.linspace(1e-6, 0.02, 2000) for b in SCHEDULE_BUFFERS}
+        torch.save(buffers, folder / "I_Elatest_gen.pth")
     return ema
 
 
