@@ -3,8 +3,8 @@
 Placeholders (`<run>`, `<folder>`, `/data/...`, `photos/`, `…`) are replaced by tiny real data
 and a checkpoint of a tiny run. Training commands (train, demo) are composed and fully
 instantiated (data, model, trainer) rather than run for their full length; the web app
-(`ucdir.app`, a server) is composed and its page built, not served; every other command runs to
-completion.
+(`ucdir.app`, a server) is composed and its page built, not served; the benchmark runs its
+figures at toy sizes; every other command runs to completion.
 `make demo` and `make test` are exercised by tests/test_demo.py and CI.
 """
 
@@ -215,6 +215,9 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
         cfg = compose("app", [*args, f"paths.output_dir={fixtures['base'] / 'app'}"])
         assert build_app(settings(cfg)) is not None
         return
+    if module == "ucdir.bench":  # the figure's code at toy sizes: the real one lasts 22 min here
+        args += ["models=[tiny]", "threads=1", "fullsize.height=64", "fullsize.width=96"]
+        args += ["fullsize.tile=32", "fullsize.overlap=8", "fullsize.sampler.cpu.steps=2"]
     env_dir = fixtures["base"] / "hydra" / re.sub(r"\W+", "_", command)[:80]
     env = {
         "UCDIR_DATA_DIR": str(fixtures["base"] / "data"),
