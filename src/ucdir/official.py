@@ -66,6 +66,13 @@ _BLOCK = (
     ("res_block.res_conv.", "block.shortcut."),
     ("res_block.", "block."),
 )
+# top-level denoiser renames, official -> ours
+_TOP = (
+    ("noise_level_mlp.1.", "embed.mlp.0."),
+    ("noise_level_mlp.3.", "embed.mlp.2."),
+    ("downs.0.", "conv_in."),
+    ("final_conv.", "head."),
+)
 _PREDICTOR_CONV = re.compile(r"predictor\.conv(\d+)_([12])\.(weight|bias)")
 _PREDICTOR_UP = re.compile(r"predictor\.upv([6-9])\.(weight|bias)")
 _OURS_PREDICTOR = re.compile(r"predictor\.(down|dec)\.(\d+)\.([02])\.(weight|bias)")
@@ -121,11 +128,8 @@ def to_ours(key: str) -> str | None:
     """Our key of an official key; None for a key that has no counterpart (unknown layout)."""
     if key.startswith("denoise_fn."):
         rest = key[len("denoise_fn.") :]
-        for official, ours in (("noise_level_mlp.1.", "embed.mlp.0."),
-                               ("noise_level_mlp.3.", "embed.mlp.2."),
-                               ("downs.0.", "conv_in."), ("final_conv.", "head.")):  # fmt: skip
-            if rest.startswith(official):
-                return "denoiser." + ours + rest[len(official) :]
+        if (top := _swap(rest, _TOP, True)) != rest:
+            return "denoiser." + top
         match = re.fullmatch(r"(downs|mid|ups)\.(\d+)\.(.+)", rest)
         if match is None:
             return None
@@ -157,11 +161,8 @@ def to_official(key: str) -> str:
     """
     if key.startswith("denoiser."):
         rest = key[len("denoiser.") :]
-        for ours, official in (("embed.mlp.0.", "noise_level_mlp.1."),
-                               ("embed.mlp.2.", "noise_level_mlp.3."),
-                               ("conv_in.", "downs.0."), ("head.", "final_conv.")):  # fmt: skip
-            if rest.startswith(ours):
-                return "denoise_fn." + official + rest[len(ours) :]
+        if (top := _swap(rest, _TOP, False)) != rest:
+            return "denoise_fn." + top
         match = re.fullmatch(r"(down|mid|up)\.(\d+)\.(.+)", rest)
         if match is not None:
             part, index, inner = match[1], int(match[2]), match[3]
