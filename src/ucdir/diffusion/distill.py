@@ -16,6 +16,11 @@ consistency-preserving loss, Wang et al., CVPR 2024): the student also learns th
 r0* → x_T (one call at γ = 1, the clean end of the levels, which no sampler step queries), and
 the ground truth's residual, mapped to its noise by that inverse (no gradient), must come back
 as the ground truth in one step.
+
+A perceptual term (optional, `perceptual_weight`) scores the restoration the student gives at
+test time in one call, x_init + r̂0(x_T, γ_0) from the drawn noise, against the ground truth
+with a frozen LPIPS-VGG (or LPIPS-Alex, DISTS): the one-step restorers' usual objective
+(OSEDiff, AdcSR), added to the distillation rather than replacing it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ucdir.diffusion.conditioning import make_cond, to_diffusion
-from ucdir.diffusion.objective import Loss, _distance, _raw
+from ucdir.diffusion.objective import Loss, _distance, _raw, perceptual_term
 from ucdir.diffusion.parametrization import (
     eps_from_prediction,
     residual_from_eps,
@@ -78,7 +83,9 @@ class DistillObjective:
     - distill: L1(x_init + r̂0(x_k, γ_k), x_init* + r0*);
     - inverse: L1(f(r0*, γ = 1), x_T), the student's map from an end point back to its noise;
     - gt: L1(x_init + r̂0(x̂_T, γ_0), gt) with x̂_T = f(gt − x_init, γ = 1) without gradient;
-    - aux: L1(x_init, gt) (the teacher recipe's auxiliary term).
+    - aux: L1(x_init, gt) (the teacher recipe's auxiliary term);
+    - perceptual: LPIPS-VGG (or `perceptual`) of x_init + r̂0(x_T, γ_0), the one-call
+      restoration from the drawn noise, to gt.
 
     Args:
         teacher: the teacher: a `pretrained=` name (exported folder, shipped model, hub id) or a
@@ -87,8 +94,9 @@ class DistillObjective:
         schedule: the schedule of the student's levels (the teacher sampler's).
         steps: the step counts the student is trained for (each sample draws one).
         loss: "l1" or "l2" for every term.
-        distill_weight, inverse_weight, gt_weight, aux_l1_weight: the terms' weights (0 skips
-            a term and its network calls).
+        distill_weight, inverse_weight, gt_weight, aux_l1_weight, perceptual_weight: the
+            terms' weights (0 skips a term and its network calls).
+        perceptual: the perceptual distance: "lpips_vgg", "lpips_alex" or "dists".
     """
 
     def __init__(
@@ -102,6 +110,8 @@ class DistillObjective:
         inverse_weight: float = 1.0,
         gt_weight: float = 1.0,
         aux_l1_weight: float = 0.0,
+        perceptual: str = "lpips_vgg",
+        perceptual_weight: float = 0.0,
     ) -> None:
         if loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
@@ -126,8 +136,13 @@ class DistillObjective:
         self.teacher_predictor: nn.Module = model.predictor.eval().requires_grad_(False)
         self.teacher_denoiser: nn.Module = model.denoiser.eval().requires_grad_(False)
         self.teacher_sampler, self.schedule, self.loss = teacher_sampler, schedule, loss
+        self.perceptual = perceptual_term(perceptual, perceptual_weight)
         self.weights = dict(
-            distill=distill_weight, inverse=inverse_weight, gt=gt_weight, aux=aux_l1_weight
+            distill=distill_weight,
+            inverse=inverse_weight,
+            gt=gt_weight,
+            aux=aux_l1_weight,
+            perceptual=perceptual_weight,
         )
         self._levels = {k: student_levels(schedule, k) for k in self.steps}
 
@@ -191,16 +206,19 @@ class DistillObjective:
             r0 = student_residual(denoiser, x_k, gamma.to(gt.dtype), cond)
             parts["distill"] = _distance(x_init + r0, t_init + t_r0, self.loss)
         ones = torch.ones(b, device=device, dtype=gt.dtype)
+        first = self._levels[self.steps[0]][0].to(device, gt.dtype).expand(b)  # x_T's level
         if w["inverse"] > 0:
             parts["inverse"] = _distance(_raw(denoiser)(t_r0, ones, cond), x_T, self.loss)
         if w["gt"] > 0:
             with torch.no_grad():
                 noise = _raw(denoiser)(gt - x_init, ones, cond)
-            first = self._levels[self.steps[0]][0].to(device, gt.dtype).expand(b)
             r0 = student_residual(denoiser, noise, first, cond)
             parts["gt"] = _distance(x_init + r0, gt, self.loss)
         if w["aux"] > 0:
             parts["aux"] = torch.nn.functional.l1_loss(x_init, gt)
+        if self.perceptual is not None:
+            one_call = x_init + student_residual(denoiser, x_T, first, cond)
+            parts["perceptual"] = self.perceptual(one_call, gt)
         total = sum(w[name] * value for name, value in parts.items())
         main = parts.get("distill", parts.get("gt"))
         assert main is not None and isinstance(total, Tensor)

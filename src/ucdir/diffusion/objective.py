@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 import torch
@@ -14,7 +15,7 @@ from ucdir.diffusion.parametrization import prediction_target
 from ucdir.diffusion.sampling import standard_normal
 from ucdir.diffusion.schedules import Schedule, gammas
 
-__all__ = ["Loss", "RegressionObjective", "ResidualObjective"]
+__all__ = ["PERCEPTUAL", "Loss", "PerceptualTerm", "RegressionObjective", "ResidualObjective"]
 
 
 class Loss(NamedTuple):
@@ -34,6 +35,43 @@ def _with_aux(main: Tensor, x_init: Tensor, gt: Tensor, weight: float) -> Loss:
     """The main loss plus `weight` × L1(u(lq), gt) (computed only when the weight is > 0)."""
     aux = F.l1_loss(x_init, gt) if weight > 0 else main.new_zeros(())
     return Loss(main + weight * aux, main, aux)
+
+
+def _perceptual_networks() -> dict[str, Callable[[], nn.Module]]:
+    from ucdir.metrics.perceptual import build_dists, build_lpips_alex, build_lpips_vgg
+
+    return {"lpips_vgg": build_lpips_vgg, "lpips_alex": build_lpips_alex, "dists": build_dists}
+
+
+PERCEPTUAL = ("lpips_vgg", "lpips_alex", "dists")
+
+
+class PerceptualTerm:
+    """A frozen perceptual distance as a training loss: the mean over the batch of
+    LPIPS-VGG (the usual choice of one-step restorers such as OSEDiff; default), LPIPS-Alex (the
+    paper's evaluation metric: training on it optimises the score itself) or DISTS, between a
+    restoration and gt in [-1, 1] scale. Gradients flow to the restoration only; the network is
+    built from the local weights files when the term is created (a missing file is named at
+    once, not mid-run) and is never part of the trained model's state.
+    """
+
+    def __init__(self, kind: str = "lpips_vgg") -> None:
+        if kind not in PERCEPTUAL:
+            raise ValueError(f"perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
+        self.kind = kind
+        self.net = _perceptual_networks()[kind]().eval().requires_grad_(False)
+
+    def __call__(self, restored: Tensor, gt: Tensor) -> Tensor:
+        if next(self.net.parameters()).device != restored.device:
+            self.net.to(restored.device)
+        return self.net((restored + 1) / 2, (gt + 1) / 2).float().mean()
+
+
+def perceptual_term(kind: str, weight: float) -> PerceptualTerm | None:
+    """The term when `weight` > 0, else None (no network is built)."""
+    if weight < 0:
+        raise ValueError(f"perceptual_weight must be >= 0, got {weight!r}")
+    return PerceptualTerm(kind) if weight > 0 else None
 
 
 def _raw(denoiser: nn.Module) -> nn.Module:
@@ -110,10 +148,18 @@ class ResidualObjective:
 @dataclass(frozen=True)
 class RegressionObjective:
     """The regression baseline: the same two networks, one forward with a zero noise input at
-    gamma = 1, the output read as the residual; L1 (or L2) of x_init + residual to gt."""
+    gamma = 1, the output read as the residual; L1 (or L2) of x_init + residual to gt, plus
+    `perceptual_weight` × a perceptual distance of the restoration to gt (0: none, the shipped
+    twin; > 0: the perceptual control of a student trained with the same term)."""
 
     loss: Literal["l1", "l2"] = "l1"
     aux_l1_weight: float = 0.0
+    perceptual: str = "lpips_vgg"
+    perceptual_weight: float = 0.0
+    _term: PerceptualTerm | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_term", perceptual_term(self.perceptual, self.perceptual_weight))
 
     def __call__(
         self,
@@ -134,4 +180,9 @@ class RegressionObjective:
                 "model.denoiser.prediction_type=epsilon"
             )
         r0 = denoiser(torch.zeros_like(x_init), gamma, make_cond(lq, x_init, scalars))
-        return _with_aux(_distance(x_init + r0, gt, self.loss), x_init, gt, self.aux_l1_weight)
+        out = _with_aux(_distance(x_init + r0, gt, self.loss), x_init, gt, self.aux_l1_weight)
+        if self._term is None:
+            return out
+        perceptual = self._term(x_init + r0, gt)
+        parts = {"regression": out.main, "perceptual": perceptual, "aux": out.aux}
+        return Loss(out.loss + self.perceptual_weight * perceptual, out.main, out.aux, parts)
