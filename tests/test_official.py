@@ -5,6 +5,7 @@ no official code."""
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -210,6 +211,30 @@ def test_each_wrong_file_gets_its_own_clear_error(tmp_path: Path) -> None:
         release_file(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         release_file(tmp_path / "nowhere")
+
+
+def test_a_file_over_the_bound_and_non_finite_weights_are_refused_before_anything_is_written(
+    release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, ema = release
+    nan = dict(ema)
+    key = "denoise_fn.ups.2.res_block.noise_func.2.weight"
+    assert key in nan
+    nan[key] = nan[key].clone()
+    nan[key].view(-1)[7] = float("nan")
+    (tmp_path / "nan").mkdir()
+    torch.save(nan, tmp_path / "nan" / "I_Elatest_gen_ema.pth")
+    out = tmp_path / "out"
+    with pytest.raises(OfficialLayoutError, match=rf"{re.escape(key)} holds NaN or infinite"):
+        convert(tmp_path / "nan", out, configs())
+    assert not out.exists()
+    # the size bound is checked from the file's size, before anything is read
+    path = folder / "I_Elatest_gen_ema.pth"
+    monkeypatch.setattr("ucdir.official.MAX_FILE_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr("ucdir.official.torch.load", lambda *a, **k: pytest.fail("read"))
+    with pytest.raises(OfficialLayoutError, match=r"bytes, more than the .* a UCDIR release"):
+        convert(folder, out, configs())
+    assert not out.exists()
 
 
 class _Run:

@@ -23,7 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ucdir.config_files import CONFIG_DIR
 from ucdir.hub import UCDIR
-from ucdir.official import OfficialLayoutError, convert_state, read_release, release_file
+from ucdir.official import (
+    OfficialLayoutError,
+    convert_state,
+    read_release,
+    release_file,
+    to_official,
+)
 from ucdir.overrides import reports_user_errors, run_command
 
 log = logging.getLogger(__name__)
@@ -93,7 +99,9 @@ def convert(
     model.load_state_dict(weights, strict=True)
     bad = [k for k, v in weights.items() if not bool(v.isfinite().all())]
     if bad:
-        raise OfficialLayoutError(f"official: {path}: {bad[0]} holds NaN or infinite values")
+        raise OfficialLayoutError(
+            f"official: {path}: {to_official(bad[0])} holds NaN or infinite values"
+        )
     for line in [source, *notes]:
         log.info("%s", line)
     title = name or out.resolve().name
