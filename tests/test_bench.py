@@ -12,6 +12,7 @@ from ucdir.bench import SECTIONS, bench, by_device, to_markdown
 from ucdir.bench.akgm import product_sum
 from ucdir.bench.memory import in_fresh_process, measure
 from ucdir.bench.timing import timed
+from ucdir.hub import SHIPPED_DIR, shipped_models
 from ucdir.models.guidance import AdaptiveKernelGuidance
 from ucdir.stats import network_macs
 from ucdir.types import Cond
@@ -31,9 +32,11 @@ def test_quick_bench_prints_tables_and_json(tmp_path) -> None:
     lines = out.stdout.strip().splitlines()
     result = json.loads(lines[-1])
     headers = [line for line in lines if line.startswith("| model |")]
-    assert len(headers) == 6  # forward, restore, patch, train, akgm, precision
+    assert len(headers) == 7  # forward, restore, patch, train, akgm, precision, shipped
     assert result["quick"] and result["threads"] == 1 and result["device"]
-    assert result["sections"] == ["forward", "restore", "patch", "train", "akgm", "precision"]
+    assert result["sections"] == [
+        "forward", "restore", "patch", "train", "akgm", "precision", "shipped"
+    ]  # fmt: skip
     assert out.stdout.startswith(to_markdown(result))  # the tables are those of the JSON result
     tiny = result["models"]["tiny"]
     assert set(tiny) == {"params", "forward", "restore", "patch", "train", "akgm", "precision"}
@@ -79,6 +82,17 @@ def test_quick_bench_prints_tables_and_json(tmp_path) -> None:
         assert row["train_samples_per_s"] > 0
     assert tiny["precision"][0]["forward_speedup"] == 1.0
 
+    # the shipped models, once (not per bench model), each with its own sampler
+    shipped = result["shipped"]
+    assert set(shipped) == set(shipped_models()) and "jpeg-cpu-distilled" in shipped
+    assert [shipped[n]["calls"] for n in ("jpeg-cpu", "jpeg-cpu-distilled")] == [10, 1]
+    assert shipped["jpeg-cpu-regression"]["calls"] == 1
+    for name, row in shipped.items():
+        assert (row["width"], row["height"]) == (48, 32) and row["seconds"] > 0
+        weights = SHIPPED_DIR / name / "model.safetensors"
+        assert row["megabytes"] == pytest.approx(weights.stat().st_size / 1e6)
+    assert "| `jpeg-cpu-distilled` | distilled-1 | 1 | 48×32 | fp32 |" in out.stdout
+
 
 def test_bench_rejects_unknown_sections() -> None:
     cfg = compose("bench", ["sections=[forward,speed]"])
@@ -94,7 +108,8 @@ def test_per_device_values() -> None:
 
 
 def test_default_sections_include_precision_on_every_device() -> None:
-    sections = bench(compose("bench", ["models=[]"]))["sections"]
+    small = ["models=[]", "shipped.height=16", "shipped.width=16", "shipped.repeats=1"]
+    sections = bench(compose("bench", small))["sections"]
     assert sections == [s for s in SECTIONS if s != "fullsize"]  # opt-in: minutes on a CPU
     assert {"forward", "restore", "patch", "train", "akgm", "precision"} <= set(sections)
 
@@ -173,4 +188,5 @@ def test_bench_config_defaults_follow_the_issue() -> None:
         32,
     )
     assert dict(cfg.train.crop) == {"cpu": 128, "cuda": 256}
+    assert (cfg.shipped.width, cfg.shipped.height) == (768, 512)  # issue 26's photo size
     assert REPO.joinpath("configs", "bench.yaml").is_file()

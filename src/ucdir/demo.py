@@ -105,6 +105,14 @@ def demo(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         label = f"UCDIR ({cfg.demo.model}), {_name(session)}"
         rows.append(_row(label, out.restored, gt, seconds))
         restorations.append(out)
+    if cfg.demo.get("student"):  # the one-call restorer, with its own sampler
+        student = load_model(pretrained=cfg.demo.student)
+        prepare_networks(precision, lq.device, student.predictor, student.denoiser)
+        session = RestoreSession.of(student, precision=precision, seed=seed)
+        out, seconds = _timed(functools.partial(session, lq, scalars=scalars))
+        calls = int(session.sampler.steps)  # type: ignore[attr-defined]
+        label = f"UCDIR ({cfg.demo.student}), {calls} network call{'s' if calls > 1 else ''}"
+        rows.append(_row(label, out.restored, gt, seconds))
     first = restorations[0]
     write_png(
         torch.cat([lq[0], regression.restored[0], first.x_init[0], first.restored[0], gt[0]], -1),

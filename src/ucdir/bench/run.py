@@ -21,6 +21,7 @@ from ucdir.bench import (
     patch,
     precision,
     restore,
+    shipped,
     training,
 )
 from ucdir.bench.networks import BenchModel
@@ -41,10 +42,13 @@ TABLES: dict[str, Table] = {
     "precision": precision.TABLE,
     "data": data_pipeline.TABLE,
     "fullsize": fullsize.TABLE,
+    "shipped": shipped.TABLE,
 }
 SECTIONS = tuple(TABLES)
 """The figures, in the order of the default list."""
 OPT_IN = ("fullsize",)
+PER_RUN = ("shipped",)
+"""Figures of the package's shipped models, measured once rather than for every model."""
 """Figures run only when named in ``sections`` (minutes long on a CPU)."""
 
 
@@ -86,7 +90,18 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         "sections": sections,
         "models": {},
     }
-    for name in cfg.models:
+    if "shipped" in sections:
+        log.info("shipped models")
+        h = cfg.shipped
+        result["shipped"] = shipped.bench_shipped(
+            int(h.height),
+            int(h.width),
+            int(h.repeats),
+            device,
+            str(h.precision),  # type: ignore[arg-type]
+        )
+    models = cfg.models if set(sections) - set(PER_RUN) else []
+    for name in models:
         log.info("%s: building", name)
         model = BenchModel(str(name), device)
         entry: dict[str, Any] = {"params": model.params()}
@@ -170,7 +185,11 @@ def to_markdown(result: Mapping[str, Any]) -> str:
     if result["quick"]:
         out[0] += " quick=true: a smoke run on a tiny model, the numbers mean nothing."
     for section in result["sections"]:
-        values = {model: entry[section] for model, entry in result["models"].items()}
+        values = (
+            result[section]
+            if section in PER_RUN
+            else {model: entry[section] for model, entry in result["models"].items()}
+        )
         memory = {v["memory"] for v in values.values() if isinstance(v, Mapping) and "memory" in v}
         out += ["", *TABLES[section].lines(values, ", ".join(sorted(memory)))]
     return "\n".join(out)
