@@ -218,6 +218,7 @@ def test_readme_command_works(command: str, fixtures: dict[str, Path]) -> None:
     if module == "ucdir.bench":  # the figure's code at toy sizes: the real one lasts 22 min here
         args += ["models=[tiny]", "threads=1", "fullsize.height=64", "fullsize.width=96"]
         args += ["fullsize.tile=32", "fullsize.overlap=8", "fullsize.sampler.cpu.steps=2"]
+        args += ["shipped.height=32", "shipped.width=48", "shipped.repeats=1"]
     env_dir = fixtures["base"] / "hydra" / re.sub(r"\W+", "_", command)[:80]
     env = {
         "UCDIR_DATA_DIR": str(fixtures["base"] / "data"),
