@@ -148,7 +148,7 @@ def test_the_experiments_compose_and_the_metric_network_is_not_saved(alex_weight
         cfg = compose("train", [f"experiment={name}"])
         objective = cfg.model.objective
         assert objective._target_ == target
-        assert objective.perceptual == "lpips_vgg" and objective.perceptual_weight == 1.0
+        assert objective.perceptual == "lpips_alex" and objective.perceptual_weight == 2.0
         assert cfg.trainer.max_steps == 1200
     cfg = compose("train", ["experiment=jpeg_cpu_distill_lpips"])
     assert cfg.pretrained == "jpeg-cpu" and cfg.model.objective.teacher == "jpeg-cpu"
