@@ -34,6 +34,8 @@ def test_demo_restores_better_than_the_jpeg_then_fine_tunes(tmp_path: Path) -> N
     jpeg, regression = rows["JPEG input"], rows["regression"]
     ddpm = next(r for r in metrics["rows"] if "DDPMScheduler 50" in r["method"])
     fast = next(r for r in metrics["rows"] if "DPMSolverMultistepScheduler 10" in r["method"])
+    student = next(r for r in metrics["rows"] if "jpeg-cpu-distilled" in r["method"])
+    assert student["method"].endswith("1 network call")
     tuned = metrics["rows"][-1]
     assert "fine-tuned 4 steps" in tuned["method"]
     # the shipped models' numbers on the held-out photo (README's demo table, model cards): the
@@ -44,6 +46,7 @@ def test_demo_restores_better_than_the_jpeg_then_fine_tunes(tmp_path: Path) -> N
         (regression, 29.24, 5.994, 0.05),
         (ddpm, 28.45, 5.344, 0.15),
         (fast, 28.32, 4.710, 0.15),
+        (student, 28.62, 5.206, 0.05),
     ):
         assert row["psnr"] == pytest.approx(psnr, abs=tol), row
         assert row["niqe"] == pytest.approx(niqe, abs=tol), row
@@ -52,6 +55,10 @@ def test_demo_restores_better_than_the_jpeg_then_fine_tunes(tmp_path: Path) -> N
     assert regression["psnr"] > jpeg["psnr"] + 0.8 and regression["niqe"] < jpeg["niqe"] - 0.8
     assert ddpm["psnr"] > jpeg["psnr"] + 0.1 and ddpm["niqe"] < regression["niqe"] - 0.5
     assert fast["psnr"] > jpeg["psnr"] and fast["niqe"] < regression["niqe"] - 1.0
+    # the one-call student (trained with LPIPS-Alex): below the regression on LPIPS and NIQE
+    if student.get("lpips") is not None:
+        assert student["lpips"] < regression["lpips"] - 0.02
+    assert student["niqe"] < regression["niqe"] - 0.5 and student["psnr"] > jpeg["psnr"]
     # 4 fine-tuning steps barely move the model: within 0.3 dB and 0.5 NIQE of the shipped one
     assert tuned["psnr"] == pytest.approx(fast["psnr"], abs=0.3), tuned
     assert tuned["niqe"] == pytest.approx(fast["niqe"], abs=0.5) and tuned["niqe"] < jpeg["niqe"]

@@ -14,6 +14,7 @@ from ucdir.diffusion.conditioning import make_cond, to_diffusion
 from ucdir.diffusion.parametrization import prediction_target
 from ucdir.diffusion.sampling import standard_normal
 from ucdir.diffusion.schedules import Schedule, gammas
+from ucdir.metrics.perceptual import build_dists, build_lpips_alex, build_lpips_vgg
 
 __all__ = ["PERCEPTUAL", "Loss", "PerceptualTerm", "RegressionObjective", "ResidualObjective"]
 
@@ -37,13 +38,12 @@ def _with_aux(main: Tensor, x_init: Tensor, gt: Tensor, weight: float) -> Loss:
     return Loss(main + weight * aux, main, aux)
 
 
-def _perceptual_networks() -> dict[str, Callable[[], nn.Module]]:
-    from ucdir.metrics.perceptual import build_dists, build_lpips_alex, build_lpips_vgg
-
-    return {"lpips_vgg": build_lpips_vgg, "lpips_alex": build_lpips_alex, "dists": build_dists}
-
-
-PERCEPTUAL = ("lpips_vgg", "lpips_alex", "dists")
+_PERCEPTUAL_NETWORKS: dict[str, Callable[[], nn.Module]] = {
+    "lpips_vgg": build_lpips_vgg,
+    "lpips_alex": build_lpips_alex,
+    "dists": build_dists,
+}
+PERCEPTUAL = tuple(_PERCEPTUAL_NETWORKS)
 
 
 class PerceptualTerm:
@@ -59,7 +59,7 @@ class PerceptualTerm:
         if kind not in PERCEPTUAL:
             raise ValueError(f"perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
         self.kind = kind
-        self.net = _perceptual_networks()[kind]().eval().requires_grad_(False)
+        self.net = _PERCEPTUAL_NETWORKS[kind]().eval().requires_grad_(False)
 
     def __call__(self, restored: Tensor, gt: Tensor) -> Tensor:
         if next(self.net.parameters()).device != restored.device:
