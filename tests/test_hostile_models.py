@@ -149,6 +149,7 @@ def _entry_points(folder: Path, ckpt: Path, out: Path) -> dict[str, Callable[[],
     from ucdir.loader import load_model
     from ucdir.train import build as build_run
 
+    good = str(write_folder(out / "good", model_config()))
     return {
         "restore pretrained=": lambda: load_model(pretrained=str(folder)),
         "restore/evaluate ckpt_path=": lambda: load_model(ckpt_path=ckpt),
@@ -157,6 +158,12 @@ def _entry_points(folder: Path, ckpt: Path, out: Path) -> dict[str, Callable[[],
             compose("train", ["debug=tiny", f"pretrained={folder}", f"paths.output_dir={out}"])
         ),
         "UCDIR.from_pretrained": lambda: UCDIR.from_pretrained(str(folder)),
+        "export blend.pretrained=": lambda: export(
+            None, out / "b1", pretrained=good, blend={"pretrained": str(folder), "weight": 0.5}
+        ),
+        "export blend.ckpt_path=": lambda: export(
+            None, out / "b2", pretrained=good, blend={"ckpt_path": str(ckpt), "weight": 0.5}
+        ),
     }
 
 

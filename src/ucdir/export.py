@@ -7,6 +7,10 @@ metrics of the run, licence, citation). Load it with `UCDIR.load(<dir>)` or `pre
 `UCDIR.push_to_hub` shares it. ``format=official`` writes the weights in the authors' layout
 instead (``I_Elatest_gen_ema.pth``, the inverse of ``python -m ucdir.convert``);
 ``pretrained=<folder>`` exports an exported model (e.g. a converted one) again.
+``blend.pretrained=<other> blend.weight=w`` (or ``blend.ckpt_path=``) writes the network
+interpolation (1 − w) × this model + w × the other, weight by weight (DNI, Wang et al. 2019, as
+ESRGAN trades fidelity for perception): two models of the same networks, e.g. two students of one
+teacher trained with and without a perceptual term.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def _last_validation(ckpt_path: Path) -> dict[str, float]:
 
 def _metrics_table(values: dict[str, float]) -> str:
     if not values:
-        return "No validation was logged by the run's CSV logger."
+        return "No validation of these weights was logged by a run's CSV logger."
     lines = ["| metric | value |", "| --- | --- |"]
     lines += [f"| `{k}` | {v:.4f} |" for k, v in sorted(values.items())]
     return "\n".join(lines)
@@ -78,6 +82,43 @@ def export_official(model: UCDIR, output: str | Path, dtype: str = "fp32") -> Pa
     return out
 
 
+def _first_difference(mine: Any, theirs: Any, where: str) -> str | None:
+    """The first setting where two network configs differ (`where.key: a here, b there`)."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in sorted(set(mine) | set(theirs), key=str):
+            found = _first_difference(mine.get(key), theirs.get(key), f"{where}.{key}")
+            if found:
+                return found
+        return None
+    return None if mine == theirs else f"{where} is {mine!r} here, {theirs!r} in the other"
+
+
+def blend_models(model: UCDIR, other: UCDIR, weight: float, other_name: str = "other") -> UCDIR:
+    """Network interpolation in place: every floating-point weight and buffer of `model`
+    becomes (1 − `weight`) × its own + `weight` × `other`'s (computed in float32); integer
+    buffers stay `model`'s. Returns `model`.
+
+    Raises:
+        ValueError: `weight` outside [0, 1], or networks of another configuration (the first
+            differing setting named).
+    """
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"blend.weight must lie in [0, 1], got {weight!r}")
+    for role in ("predictor", "denoiser"):
+        found = _first_difference(
+            getattr(model, f"{role}_config"), getattr(other, f"{role}_config"), role
+        )
+        if found:
+            raise ValueError(f"blend: {other_name} has other networks: {found}")
+    for role in ("predictor", "denoiser"):
+        theirs = getattr(other, role).state_dict()
+        for key, mine in getattr(model, role).state_dict().items():
+            if mine.is_floating_point():
+                mixed = torch.lerp(mine.float(), theirs[key].float(), float(weight))
+                mine.copy_(mixed.to(mine.dtype))
+    return model
+
+
 def export(
     ckpt_path: str | Path | None,
     output: str | Path,
@@ -87,6 +128,7 @@ def export(
     card: dict[str, Any] | None = None,
     format: Literal["ucdir", "official"] = "ucdir",
     pretrained: str | Path | None = None,
+    blend: dict[str, Any] | None = None,
 ) -> Path:
     """Writes the model folder of a ucdir checkpoint (or of an exported model); returns the
     folder.
@@ -101,6 +143,8 @@ def export(
         format: ``ucdir`` (`ucdir.hub.UCDIR`'s folder) or ``official`` (the authors' layout,
             `export_official`).
         pretrained: an exported folder, shipped name or hub id instead of `ckpt_path`.
+        blend: ``{"ckpt_path" | "pretrained": the other model, "weight": w}``: write
+            (1 − w) × this model + w × the other (`blend_models`); None or weight 0: no blend.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -111,7 +155,28 @@ def export(
         raise FileExistsError(f"output: {out} is a file; give a folder for the model")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"output: {out} is not empty; pass overwrite=true to replace it")
+    blend = {k: v for k, v in (blend or {}).items() if v is not None}
+    weight = float(blend.get("weight", 0.0))
+    other_source = {k: blend[k] for k in ("ckpt_path", "pretrained") if k in blend}
+    if weight and not other_source:
+        raise ValueError(
+            f"blend.weight={weight:g} needs the other model: blend.pretrained=<folder | shipped "
+            "model | hub id> or blend.ckpt_path=<training checkpoint>"
+        )
+    if len(other_source) > 1:
+        raise ValueError("blend: give one of blend.pretrained and blend.ckpt_path, not both")
+    if other_source and not weight:
+        raise ValueError("blend: give blend.weight=w, 0 < w <= 1 (the other model's share)")
     model = load_model(ckpt_path=ckpt_path, pretrained=pretrained)
+    blended = ""
+    if other_source:
+        other = load_model(**other_source)
+        other_name = str(next(iter(other_source.values())))
+        blend_models(model, other, weight, other_name)
+        blended = (
+            f"; weights blended (network interpolation): {1 - weight:g} × this run + "
+            f"{weight:g} × `{other_name}`"
+        )
     model.to(DTYPES[dtype])
     try:
         check_finite(model, str(ckpt_path or pretrained))
@@ -136,10 +201,13 @@ def export(
         if sampler is None
         else f"{getattr(sampler, 'name', type(sampler).__name__)}, {sampler.steps} steps",
         "dtype": dtype,
-        "metrics": _metrics_table(_last_validation(Path(ckpt_path)) if ckpt_path else {}),
+        "metrics": _metrics_table(
+            _last_validation(Path(ckpt_path)) if ckpt_path and not blended else {}
+        ),
         "license": "Apache-2.0 (the code); the weights also follow the training data's terms",
         "recipe": "",
         "use_args": "",  # the model's own sampler is every command's default
+        "blend": blended,
     }
     fields.update(card or {})
     if overwrite:  # the mixin keeps an existing model card: replace it with this model's
@@ -166,6 +234,7 @@ def main(cfg: DictConfig) -> None:
         card,
         cfg.format,
         cfg.get("pretrained"),
+        dict(cfg.get("blend") or {}),
     )
     sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
     log.info("model written to %s: %s", out, ", ".join(f"{k} {v:,} B" for k, v in sizes.items()))

@@ -58,7 +58,7 @@ that samples the residual gt − u(lq), guided by u(lq) through Adaptive Kernel 
 
 - Task: {{ task }}
 - Training data: {{ data }}
-- Training: {{ steps }} steps{{ wall_time }}
+- Training: {{ steps }} steps{{ wall_time }}{{ blend }}
 - Default sampler: {{ sampler }}
 - Weights: `model.safetensors` ({{ dtype }}); networks and sampler in `config.json`
 
