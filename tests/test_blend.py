@@ -44,6 +44,27 @@ def test_the_blend_is_the_weighted_mean_of_both_models(tmp_path: Path, weight: f
     assert "No validation of these weights" in card
 
 
+def test_each_network_takes_its_own_share(tmp_path: Path) -> None:
+    a, b = _two_models(tmp_path)
+    blend = {"pretrained": str(b), "weight": 0.5, "predictor": 0.0, "denoiser": 1.0}
+    out = export(None, tmp_path / "out", pretrained=str(a), blend=blend)
+    mixed, first, second = (UCDIR.load(p) for p in (out, a, b))
+    for role, expected in (("predictor", first), ("denoiser", second)):
+        theirs = getattr(expected, role).state_dict()
+        for key, value in getattr(mixed, role).state_dict().items():
+            assert torch.equal(value, theirs[key]), (role, key)
+    card = (out / "README.md").read_text()
+    assert f"initial predictor 1 × this run + 0 × `{b}`, diffusion network 0 × this run" in card
+    half = export(None, tmp_path / "half", pretrained=str(a), blend={**blend, "predictor": None})
+    torch.testing.assert_close(
+        UCDIR.load(half).predictor.state_dict(),
+        {
+            k: (v + second.predictor.state_dict()[k]) / 2
+            for k, v in first.predictor.state_dict().items()
+        },
+    )
+
+
 def test_a_blend_restores_between_its_two_models(tmp_path: Path) -> None:
     a, b = _two_models(tmp_path)
     out = export(
@@ -61,17 +82,25 @@ def test_a_blend_restores_between_its_two_models(tmp_path: Path) -> None:
     [
         ({"pretrained": "b", "weight": 1.5}, r"blend\.weight must lie in \[0, 1\], got 1\.5"),
         ({"pretrained": "b", "weight": -0.1}, r"blend\.weight must lie in \[0, 1\]"),
-        ({"weight": 0.3}, r"blend\.weight=0\.3 needs the other model: blend\.pretrained="),
+        (
+            {"weight": 0.3},
+            r"blend\.weight \(or blend\.predictor / blend\.denoiser\) needs the other model",
+        ),
         ({"pretrained": "b"}, r"give blend\.weight=w"),
         ({"pretrained": "b", "ckpt_path": "c", "weight": 0.3}, "not both"),
         ({"pretrained": "missing", "weight": 0.3}, "missing"),
+        ({"pretrained": "b", "denoiser": 2}, r"blend\.denoiser must lie in \[0, 1\], got 2"),
+        ({"pretrained": "b", "predictor": "half"}, r"blend\.predictor must be a number"),
+        ({"denoiser": 0.5}, "needs the other model"),
     ],
 )
 def test_bad_blends_are_refused_and_write_nothing(
     tmp_path: Path, blend: dict, message: str
 ) -> None:
     a, _ = _two_models(tmp_path)
-    blend = {k: str(tmp_path / v) if k != "weight" else v for k, v in blend.items()}
+    blend = {
+        k: str(tmp_path / v) if k in ("pretrained", "ckpt_path") else v for k, v in blend.items()
+    }
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         export(None, tmp_path / "out", pretrained=str(a), blend=blend)
     assert not (tmp_path / "out").exists()
@@ -88,7 +117,7 @@ def test_models_of_other_networks_are_refused_with_the_setting_named(tmp_path: P
         )
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="must lie in"):
-        blend_models(UCDIR.load(a), UCDIR.load(a), float("nan"))
+        blend_models(UCDIR.load(a), UCDIR.load(a), {"denoiser": float("nan")})
 
 
 def test_the_export_command_blends(tmp_path: Path) -> None:

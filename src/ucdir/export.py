@@ -10,7 +10,8 @@ instead (``I_Elatest_gen_ema.pth``, the inverse of ``python -m ucdir.convert``);
 ``blend.pretrained=<other> blend.weight=w`` (or ``blend.ckpt_path=``) writes the network
 interpolation (1 − w) × this model + w × the other, weight by weight (DNI, Wang et al. 2019, as
 ESRGAN trades fidelity for perception): two models of the same networks, e.g. two students of one
-teacher trained with and without a perceptual term.
+teacher trained with and without a perceptual term; ``blend.predictor=`` / ``blend.denoiser=``
+give one network its own share.
 """
 
 from __future__ import annotations
@@ -93,30 +94,67 @@ def _first_difference(mine: Any, theirs: Any, where: str) -> str | None:
     return None if mine == theirs else f"{where} is {mine!r} here, {theirs!r} in the other"
 
 
-def blend_models(model: UCDIR, other: UCDIR, weight: float, other_name: str = "other") -> UCDIR:
-    """Network interpolation in place: every floating-point weight and buffer of `model`
-    becomes (1 − `weight`) × its own + `weight` × `other`'s (computed in float32); integer
-    buffers stay `model`'s. Returns `model`.
+NETWORKS = {"predictor": "initial predictor", "denoiser": "diffusion network"}
+
+
+def blend_models(
+    model: UCDIR, other: UCDIR, shares: dict[str, float], other_name: str = "other"
+) -> UCDIR:
+    """Network interpolation in place: every floating-point weight and buffer of `model`'s
+    network `role` becomes (1 − shares[role]) × its own + shares[role] × `other`'s (computed in
+    float32; roles "predictor" and "denoiser", a missing one 0); integer buffers stay
+    `model`'s. Returns `model`.
 
     Raises:
-        ValueError: `weight` outside [0, 1], or networks of another configuration (the first
+        ValueError: a share outside [0, 1], or networks of another configuration (the first
             differing setting named).
     """
-    if not 0.0 <= float(weight) <= 1.0:
-        raise ValueError(f"blend.weight must lie in [0, 1], got {weight!r}")
-    for role in ("predictor", "denoiser"):
+    for role, share in shares.items():
+        if role not in NETWORKS or not 0.0 <= float(share) <= 1.0:
+            raise ValueError(f"blend.{role} must lie in [0, 1], got {share!r}")
+    for role in NETWORKS:
         found = _first_difference(
             getattr(model, f"{role}_config"), getattr(other, f"{role}_config"), role
         )
         if found:
             raise ValueError(f"blend: {other_name} has other networks: {found}")
-    for role in ("predictor", "denoiser"):
+    for role in NETWORKS:
         theirs = getattr(other, role).state_dict()
         for key, mine in getattr(model, role).state_dict().items():
             if mine.is_floating_point():
-                mixed = torch.lerp(mine.float(), theirs[key].float(), float(weight))
+                mixed = torch.lerp(mine.float(), theirs[key].float(), float(shares.get(role, 0)))
                 mine.copy_(mixed.to(mine.dtype))
     return model
+
+
+def blend_shares(blend: dict[str, Any]) -> dict[str, float]:
+    """The other model's share per network from `blend.weight` (both networks) and
+    `blend.predictor` / `blend.denoiser` (one network each, overriding `weight`).
+
+    Raises:
+        ValueError: a share that is not a number in [0, 1].
+    """
+    shares = {}
+    for role in NETWORKS:
+        key = role if blend.get(role) is not None else "weight"
+        value = blend.get(key, 0.0)
+        try:
+            share = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"blend.{key} must be a number in [0, 1], got {value!r}") from None
+        if not 0.0 <= share <= 1.0:  # NaN fails too
+            raise ValueError(f"blend.{key} must lie in [0, 1], got {value!r}")
+        shares[role] = share
+    return shares
+
+
+def _blend_text(shares: dict[str, float], other: str) -> str:
+    def mix(share: float) -> str:
+        return f"{1 - share:g} × this run + {share:g} × `{other}`"
+
+    if len(set(shares.values())) == 1:
+        return mix(shares["predictor"])
+    return ", ".join(f"{NETWORKS[role]} {mix(share)}" for role, share in shares.items())
 
 
 def export(
@@ -144,7 +182,8 @@ def export(
             `export_official`).
         pretrained: an exported folder, shipped name or hub id instead of `ckpt_path`.
         blend: ``{"ckpt_path" | "pretrained": the other model, "weight": w}``: write
-            (1 − w) × this model + w × the other (`blend_models`); None or weight 0: no blend.
+            (1 − w) × this model + w × the other (`blend_models`); ``"predictor"`` /
+            ``"denoiser"``: one network's share (overriding ``weight``); None: no blend.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -156,27 +195,28 @@ def export(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"output: {out} is not empty; pass overwrite=true to replace it")
     blend = {k: v for k, v in (blend or {}).items() if v is not None}
-    weight = float(blend.get("weight", 0.0))
+    shares = blend_shares(blend)
     other_source = {k: blend[k] for k in ("ckpt_path", "pretrained") if k in blend}
-    if weight and not other_source:
+    if any(shares.values()) and not other_source:
         raise ValueError(
-            f"blend.weight={weight:g} needs the other model: blend.pretrained=<folder | shipped "
-            "model | hub id> or blend.ckpt_path=<training checkpoint>"
+            "blend.weight (or blend.predictor / blend.denoiser) needs the other model: "
+            "blend.pretrained=<folder | shipped model | hub id> or blend.ckpt_path=<training "
+            "checkpoint>"
         )
     if len(other_source) > 1:
         raise ValueError("blend: give one of blend.pretrained and blend.ckpt_path, not both")
-    if other_source and not weight:
-        raise ValueError("blend: give blend.weight=w, 0 < w <= 1 (the other model's share)")
+    if other_source and not any(shares.values()):
+        raise ValueError(
+            "blend: give blend.weight=w, 0 < w <= 1 (the other model's share; blend.predictor= "
+            "/ blend.denoiser= per network)"
+        )
     model = load_model(ckpt_path=ckpt_path, pretrained=pretrained)
     blended = ""
     if other_source:
         other = load_model(**other_source)
         other_name = str(next(iter(other_source.values())))
-        blend_models(model, other, weight, other_name)
-        blended = (
-            f"; weights blended (network interpolation): {1 - weight:g} × this run + "
-            f"{weight:g} × `{other_name}`"
-        )
+        blend_models(model, other, shares, other_name)
+        blended = f"; weights blended (network interpolation): {_blend_text(shares, other_name)}"
     model.to(DTYPES[dtype])
     try:
         check_finite(model, str(ckpt_path or pretrained))
