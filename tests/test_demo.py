@@ -46,7 +46,7 @@ def test_demo_restores_better_than_the_jpeg_then_fine_tunes(tmp_path: Path) -> N
         (regression, 29.24, 5.994, 0.05),
         (ddpm, 28.45, 5.344, 0.15),
         (fast, 28.32, 4.710, 0.15),
-        (student, 28.62, 5.206, 0.05),
+        (student, 28.35, 4.958, 0.05),
     ):
         assert row["psnr"] == pytest.approx(psnr, abs=tol), row
         assert row["niqe"] == pytest.approx(niqe, abs=tol), row
@@ -55,10 +55,11 @@ def test_demo_restores_better_than_the_jpeg_then_fine_tunes(tmp_path: Path) -> N
     assert regression["psnr"] > jpeg["psnr"] + 0.8 and regression["niqe"] < jpeg["niqe"] - 0.8
     assert ddpm["psnr"] > jpeg["psnr"] + 0.1 and ddpm["niqe"] < regression["niqe"] - 0.5
     assert fast["psnr"] > jpeg["psnr"] and fast["niqe"] < regression["niqe"] - 1.0
-    # the one-call student (trained with LPIPS-Alex): below the regression on LPIPS and NIQE
+    # the one-call student (two students blended, one trained with LPIPS-Alex): below the
+    # regression on LPIPS (on this photo by 0.005 only) and NIQE (by 1.0)
     if student.get("lpips") is not None:
-        assert student["lpips"] < regression["lpips"] - 0.02
-    assert student["niqe"] < regression["niqe"] - 0.5 and student["psnr"] > jpeg["psnr"]
+        assert student["lpips"] < regression["lpips"] < jpeg["lpips"]
+    assert student["niqe"] < regression["niqe"] - 0.8 and student["psnr"] > jpeg["psnr"]
     # 4 fine-tuning steps barely move the model: within 0.3 dB and 0.5 NIQE of the shipped one
     assert tuned["psnr"] == pytest.approx(fast["psnr"], abs=0.3), tuned
     assert tuned["niqe"] == pytest.approx(fast["niqe"], abs=0.5) and tuned["niqe"] < jpeg["niqe"]

@@ -107,13 +107,13 @@ def substitute(command: str, f: dict[str, Path]) -> list[str]:
         if token.startswith("[") and token.endswith("]") and "=" in token:
             continue  # an optional argument shown in brackets
         key, _, value = token.partition("=")
-        if key == "ckpt_path" or key == "predictor_ckpt":
+        if key in ("ckpt_path", "predictor_ckpt", "blend.ckpt_path"):
             value = ckpt
         elif key == "official":
             value = str(official_release(f)[0])
         elif key == "pretrained" and official:
             value = str(official_release(f)[1])
-        elif key == "pretrained" and value not in shipped_models():
+        elif key in ("pretrained", "blend.pretrained") and value not in shipped_models():
             value = str(f["exported"])
         elif key in ("restored", "data.lq") and value.startswith("/data/") and scored:
             value = str(f["restored"])  # pairs of 208x112 images (NIQE needs two 96² blocks)
