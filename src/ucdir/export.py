@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from ucdir.atomic import atomic_path
+from ucdir.callbacks.resume import flatten
 from ucdir.checkpoints import check_finite
 from ucdir.config_files import CONFIG_DIR
 from ucdir.hub import UCDIR
@@ -83,15 +84,13 @@ def export_official(model: UCDIR, output: str | Path, dtype: str = "fp32") -> Pa
     return out
 
 
-def _first_difference(mine: Any, theirs: Any, where: str) -> str | None:
-    """The first setting where two network configs differ (`where.key: a here, b there`)."""
-    if isinstance(mine, dict) and isinstance(theirs, dict):
-        for key in sorted(set(mine) | set(theirs), key=str):
-            found = _first_difference(mine.get(key), theirs.get(key), f"{where}.{key}")
-            if found:
-                return found
-        return None
-    return None if mine == theirs else f"{where} is {mine!r} here, {theirs!r} in the other"
+def _first_difference(mine: dict[str, Any], theirs: dict[str, Any], role: str) -> str | None:
+    """The first setting where two network configs differ (`role.key is a here, b in the other`)."""
+    a, b = flatten(mine, f"{role}."), flatten(theirs, f"{role}.")
+    for key in sorted(a.keys() | b.keys()):
+        if a.get(key) != b.get(key):
+            return f"{key} is {a.get(key)!r} here, {b.get(key)!r} in the other"
+    return None
 
 
 NETWORKS = {"predictor": "initial predictor", "denoiser": "diffusion network"}
